@@ -1,0 +1,268 @@
+"""One Settings object, read from ``GATEWAY_*`` environment variables and validated at start.
+
+Every variable may instead be given as ``GATEWAY_<NAME>_FILE`` pointing at a file that holds the
+value (Docker and Kubernetes secrets). All problems are collected and reported together, each with
+the fix, so an operator never plays whack-a-mole with a stack trace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+PREFIX = "GATEWAY_"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(Exception):
+    """Raised with every configuration problem found, each phrased as 'what is wrong — the fix'."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_port(raw: str) -> int:
+    port = int(raw)
+    if not 0 < port < 65536:
+        raise ValueError("expected a TCP port between 1 and 65535")
+    return port
+
+
+def _parse_positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("expected a number of seconds greater than 0")
+    return value
+
+
+def _parse_http_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL with a host")
+    return raw.strip().rstrip("/")
+
+
+def _parse_redis_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return raw.strip()
+
+
+def _parse_networks(raw: str) -> tuple[IPNetwork, ...]:
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+
+def _parse_database_url(raw: str) -> str:
+    # Imported here: config must stay importable without touching the database layer's drivers.
+    from gateway.store.db import async_database_url
+
+    async_database_url(raw.strip())
+    return raw.strip()
+
+
+def _parse_log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("expected one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one setting is read from the environment and what to tell the operator about it."""
+
+    env: str
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+
+
+def _opt(
+    env: str, default: Any, parse: Callable[[str], Any], help: str, secret: bool = False
+) -> Any:
+    return field(default=default, metadata={"option": Option(PREFIX + env, parse, help, secret)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    upstream_url: str | None = _opt(
+        "UPSTREAM_URL",
+        None,
+        _parse_http_url,
+        "URL of the internal MLflow server, e.g. http://mlflow:5000",
+    )
+    host: str = _opt("HOST", "127.0.0.1", str, "address the gateway listens on")
+    port: int = _opt("PORT", 5000, _parse_port, "port the gateway listens on")
+    public_url: str | None = _opt(
+        "PUBLIC_URL",
+        None,
+        _parse_http_url,
+        "URL users reach the gateway at, e.g. https://mlflow.example.com",
+    )
+    data_dir: Path = _opt(
+        "DATA_DIR", Path("./data"), Path, "directory for the SQLite database, secrets and spool"
+    )
+    database_url: str | None = _opt(
+        "DATABASE_URL",
+        None,
+        _parse_database_url,
+        "SQLAlchemy URL of the gateway database",
+        secret=True,
+    )
+    redis_url: str = _opt(
+        "REDIS_URL", "redis://127.0.0.1:6379/0", _parse_redis_url, "Redis URL", secret=True
+    )
+    trusted_proxies: tuple[IPNetwork, ...] = _opt(
+        "TRUSTED_PROXIES",
+        (),
+        _parse_networks,
+        "comma-separated CIDRs whose X-Forwarded-* headers are believed, e.g. 10.0.0.0/8",
+    )
+    upstream_connect_timeout: float = _opt(
+        "UPSTREAM_CONNECT_TIMEOUT", 5.0, _parse_positive_float, "seconds to connect to MLflow"
+    )
+    upstream_read_timeout: float = _opt(
+        "UPSTREAM_READ_TIMEOUT",
+        300.0,
+        _parse_positive_float,
+        "seconds MLflow may stay silent mid-request",
+    )
+    upstream_keepalive: bool = _opt(
+        "UPSTREAM_KEEPALIVE",
+        False,
+        _parse_bool,
+        "reuse upstream connections (see docs/benchmarks.md)",
+    )
+    log_level: str = _opt("LOG_LEVEL", "INFO", _parse_log_level, "DEBUG, INFO, WARNING or ERROR")
+
+    @property
+    def effective_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url
+        host = "127.0.0.1" if self.host in {"0.0.0.0", "::"} else self.host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'gateway.db').resolve()}"
+
+    @property
+    def listens_on_loopback_only(self) -> bool:
+        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
+
+    @property
+    def authentication_configured(self) -> bool:
+        # Authentication arrives with its own settings; until one of them is set, nothing is.
+        return False
+
+    def redacted(self) -> dict[str, str]:
+        """Every setting as an operator may see it in a log: secrets masked."""
+        shown: dict[str, str] = {}
+        for f in fields(self):
+            option: Option = f.metadata["option"]
+            value = getattr(self, f.name)
+            text = ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+            if option.secret and value:
+                text = mask_url_password(text) if "://" in text else "***"
+            shown[option.env] = text
+        return shown
+
+
+def mask_url_password(url: str) -> str:
+    """Hide the password of a URL (``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
+
+
+def _raw_value(env: Mapping[str, str], name: str, problems: list[str]) -> str | None:
+    direct = env.get(name)
+    file_name = env.get(name + "_FILE")
+    if direct is not None and file_name is not None:
+        problems.append(f"{name} and {name}_FILE are both set — set only one of them")
+        return None
+    if file_name is None:
+        return direct
+    try:
+        return Path(file_name).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        problems.append(
+            f"{name}_FILE={file_name} cannot be read ({exc.strerror}) — "
+            "point it at a readable file holding the value"
+        )
+        return None
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from ``env`` (default: the process environment), then apply ``overrides``.
+
+    Raises ConfigError listing every problem at once.
+    """
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        option: Option = f.metadata["option"]
+        raw = _raw_value(env, option.env, problems)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[f.name] = option.parse(raw)
+        except ValueError as exc:
+            shown = "***" if option.secret else repr(raw)
+            problems.append(f"{option.env}={shown} is invalid: {exc} — {option.help}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if problems:
+        raise ConfigError(problems)
+    return Settings(**values)
+
+
+def exposure_problems(settings: Settings) -> list[str]:
+    """Refuse to put an unauthenticated MLflow on the network."""
+    if settings.listens_on_loopback_only or settings.authentication_configured:
+        return []
+    return [
+        f"GATEWAY_HOST={settings.host} would expose MLflow to the network without "
+        "authentication — keep GATEWAY_HOST=127.0.0.1 until authentication is configured"
+    ]
+
+
+def check_serve_settings(settings: Settings) -> list[str]:
+    """Problems that stop ``serve`` from starting safely (empty when all is well)."""
+    problems: list[str] = []
+    if not settings.upstream_url:
+        problems.append(
+            "GATEWAY_UPSTREAM_URL is not set — set it to the internal MLflow server, "
+            "e.g. GATEWAY_UPSTREAM_URL=http://127.0.0.1:5001"
+        )
+    return problems + exposure_problems(settings)
+
+
+def with_overrides(settings: Settings, **overrides: Any) -> Settings:
+    return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

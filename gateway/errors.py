@@ -1,0 +1,24 @@
+"""Errors in MLflow's own JSON shape, so the mlflow client shows them as it shows MLflow's."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+# MLflow error codes (databricks.proto ErrorCode) and the HTTP status MLflow pairs them with.
+UNAUTHENTICATED = ("UNAUTHENTICATED", 401)
+PERMISSION_DENIED = ("PERMISSION_DENIED", 403)
+BAD_REQUEST = ("BAD_REQUEST", 400)
+NOT_FOUND = ("ENDPOINT_NOT_FOUND", 404)
+BAD_GATEWAY = ("TEMPORARILY_UNAVAILABLE", 502)
+UPSTREAM_TIMEOUT = ("DEADLINE_EXCEEDED", 504)
+UNAVAILABLE = ("TEMPORARILY_UNAVAILABLE", 503)
+INTERNAL_ERROR = ("INTERNAL_ERROR", 500)
+
+
+def mlflow_error(
+    kind: tuple[str, int], message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    error_code, status = kind
+    return web.json_response(
+        {"error_code": error_code, "message": message}, status=status, headers=headers
+    )

@@ -1,0 +1,159 @@
+"""Health, readiness and Prometheus metrics under /.gateway/."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+
+from gateway.context import context_of
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+READINESS_TIMEOUT = 2.0
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    upstream_errors: Counter
+
+    @classmethod
+    def create(cls) -> Metrics:
+        # One registry per app: no process-global state, so two apps in one test process are fine.
+        registry = CollectorRegistry()
+        return cls(
+            registry=registry,
+            requests=Counter(
+                "gateway_requests",
+                "Requests answered, by route class, method and status",
+                ["route_class", "method", "status"],
+                registry=registry,
+            ),
+            latency=Histogram(
+                "gateway_request_duration_seconds",
+                "Time from request received to response finished, by route class",
+                ["route_class"],
+                registry=registry,
+                buckets=(
+                    0.001,
+                    0.0025,
+                    0.005,
+                    0.01,
+                    0.025,
+                    0.05,
+                    0.1,
+                    0.25,
+                    0.5,
+                    1,
+                    2.5,
+                    5,
+                    10,
+                    30,
+                ),
+            ),
+            upstream_errors=Counter(
+                "gateway_upstream_errors",
+                "Requests MLflow did not answer (unreachable, timeout, cut mid-response)",
+                ["route_class", "kind"],
+                registry=registry,
+            ),
+        )
+
+
+def route_class(path: str) -> str:
+    """A coarse, bounded label for metrics: never the raw path (unbounded cardinality)."""
+    if path.startswith("/.gateway/"):
+        return "gateway"
+    for prefix, label in (
+        ("/api/2.0/mlflow-artifacts/", "artifacts"),
+        ("/ajax-api/2.0/mlflow-artifacts/", "artifacts"),
+        ("/get-artifact", "artifacts"),
+        ("/model-versions/get-artifact", "artifacts"),
+        ("/api/", "api"),
+        ("/ajax-api/", "ajax-api"),
+        ("/graphql", "graphql"),
+        ("/v1/traces", "otel"),
+        ("/static-files/", "ui-static"),
+        ("/gateway/", "ai-gateway"),
+    ):
+        if path.startswith(prefix):
+            return label
+    return "ui" if path in {"/", "/index.html"} else "other"
+
+
+def metrics_middleware(metrics: Metrics) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+        ctx = context_of(request)
+        ctx.route_class = route_class(request.path)
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.requests.labels(ctx.route_class, request.method, str(status)).inc()
+            metrics.latency.labels(ctx.route_class).observe(time.perf_counter() - ctx.started)
+            if ctx.upstream_error:
+                metrics.upstream_errors.labels(ctx.route_class, ctx.upstream_error).inc()
+
+    return measure
+
+
+async def _run_check(check: ReadinessCheck) -> tuple[bool, str]:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(check(), READINESS_TIMEOUT)
+    except TimeoutError:
+        return False, f"no answer within {READINESS_TIMEOUT:g}s"
+    except Exception as exc:  # any failure means "not ready"; the reason is reported, not raised
+        return False, f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+    return True, f"ok in {1000 * (time.perf_counter() - started):.0f} ms"
+
+
+class Observability:
+    def __init__(self, metrics: Metrics, checks: dict[str, ReadinessCheck]) -> None:
+        self.metrics = metrics
+        self.checks = checks
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        names = list(self.checks)
+        results = await asyncio.gather(*(_run_check(self.checks[name]) for name in names))
+        dependencies = {
+            name: {"ready": ok, "detail": detail}
+            for name, (ok, detail) in zip(names, results, strict=True)
+        }
+        ready = all(ok for ok, _ in results)
+        return web.json_response(
+            {"status": "ready" if ready else "not ready", "dependencies": dependencies},
+            status=200 if ready else 503,
+        )
+
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def http_check(session_factory: Callable[[], aiohttp.ClientSession], url: str) -> ReadinessCheck:
+    async def check() -> None:
+        async with session_factory().get(url, allow_redirects=False) as response:
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status} from {url}")
+
+    return check

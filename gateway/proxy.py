@@ -1,0 +1,237 @@
+"""The streaming forwarder: request and response bodies flow through in chunks, never whole.
+
+Header hygiene lives here: hop-by-hop headers go, the gateway writes X-Forwarded-* itself, Host
+becomes the upstream's (MLflow refuses Hosts it does not know), Origin is dropped (the gateway makes
+its own cross-origin checks; MLflow would refuse a non-local Origin), and identity headers or the
+gateway's own credentials never reach MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from gateway.context import RequestContext, context_of
+from gateway.edge import REQUEST_ID_HEADER
+from gateway.errors import BAD_GATEWAY, UPSTREAM_TIMEOUT, mlflow_error
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 256 * 1024
+
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+    )
+)
+
+# Never forwarded upstream: identity claims a client could forge, the gateway's own credentials,
+# forwarding headers the gateway rewrites, and headers aiohttp or the gateway sets itself.
+REQUEST_HEADERS_DROPPED = HOP_BY_HOP | frozenset(
+    h.lower()
+    for h in (
+        "Host",
+        "Origin",
+        "Expect",
+        "Authorization",
+        "Forwarded",
+        "X-Forwarded-For",
+        "X-Forwarded-Proto",
+        "X-Forwarded-Host",
+        "X-Forwarded-Port",
+        "X-Forwarded-Prefix",
+        "X-Real-Ip",
+        "X-Forwarded-User",
+        "X-Forwarded-Email",
+        "X-Forwarded-Groups",
+        "X-Forwarded-Preferred-Username",
+        "X-Forwarded-Access-Token",
+        "X-Remote-User",
+        "X-Remote-Group",
+        "X-Auth-Request-User",
+        "X-Auth-Request-Email",
+        "X-Auth-Request-Groups",
+        "X-Auth-Request-Access-Token",
+        "Remote-User",
+        "X-User",
+        "X-Email",
+        REQUEST_ID_HEADER,
+    )
+)
+
+RESPONSE_HEADERS_DROPPED = HOP_BY_HOP | frozenset({"server", "date", REQUEST_ID_HEADER.lower()})
+
+
+def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
+    """Headers named in Connection are hop-by-hop for this message too (RFC 9110 §7.6.1)."""
+    tokens: set[str] = set()
+    for value in headers.getall("Connection", []):
+        tokens.update(token.strip().lower() for token in value.split(",") if token.strip())
+    return tokens
+
+
+def upstream_request_headers(
+    headers: CIMultiDictProxy[str], ctx: RequestContext, upstream_host: str
+) -> CIMultiDict[str]:
+    dropped = REQUEST_HEADERS_DROPPED | _connection_tokens(headers)
+    out: CIMultiDict[str] = CIMultiDict(
+        (name, value) for name, value in headers.items() if name.lower() not in dropped
+    )
+    out["Host"] = upstream_host
+    out["X-Forwarded-For"] = ctx.client_ip
+    out["X-Forwarded-Proto"] = ctx.scheme
+    out["X-Forwarded-Host"] = ctx.host
+    out[REQUEST_ID_HEADER] = ctx.request_id
+    return out
+
+
+def client_response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    dropped = RESPONSE_HEADERS_DROPPED | _connection_tokens(headers)
+    return CIMultiDict(
+        (name, value) for name, value in headers.items() if name.lower() not in dropped
+    )
+
+
+def _has_body(request: web.Request) -> bool:
+    return request.body_exists
+
+
+async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_chunked(CHUNK_SIZE):
+        yield chunk
+
+
+class UpstreamError(Exception):
+    """MLflow could not be reached or did not answer in time."""
+
+
+class MlflowProxy:
+    """Forwards requests to the internal MLflow server over a client session owned by the app."""
+
+    def __init__(
+        self,
+        upstream_url: str,
+        *,
+        keepalive: bool,
+        connect_timeout: float,
+        read_timeout: float,
+        max_connections: int = 100,
+    ) -> None:
+        self.upstream = URL(upstream_url)
+        self.upstream_host = self.upstream.raw_authority
+        self._keepalive = keepalive
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_read=read_timeout
+        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            force_close=not self._keepalive,
+            enable_cleanup_closed=True,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("MlflowProxy.start() was not awaited")
+        return self._session
+
+    def url_for(self, raw_path: str) -> URL:
+        # The raw path goes through untouched: no re-encoding, no normalisation, so MLflow acts on
+        # exactly the bytes the gateway looked at.
+        base = str(self.upstream).rstrip("/")
+        return URL(base + raw_path, encoded=True)
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        ctx = context_of(request)
+        headers = upstream_request_headers(request.headers, ctx, self.upstream_host)
+        body = _body_chunks(request) if _has_body(request) else None
+        try:
+            upstream = await self.session.request(
+                request.method,
+                self.url_for(request.raw_path),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                compress=None,
+            )
+        except TimeoutError as exc:
+            return self._failure(ctx, UPSTREAM_TIMEOUT, "did not answer in time", exc)
+        except aiohttp.ClientError as exc:
+            return self._failure(ctx, BAD_GATEWAY, "is unreachable", exc)
+
+        ctx.upstream_status = upstream.status
+        try:
+            return await self._relay(request, upstream, ctx)
+        finally:
+            upstream.release()
+
+    async def _relay(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, ctx: RequestContext
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        response.headers.update(client_response_headers(upstream.headers))
+        response.headers[REQUEST_ID_HEADER] = ctx.request_id
+        await response.prepare(request)
+        if request.method == "HEAD":
+            await response.write_eof()
+            return response
+        try:
+            async for chunk in upstream.content.iter_chunked(CHUNK_SIZE):
+                await response.write(chunk)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # Headers are gone already: the only honest signal left is to cut the connection.
+            ctx.upstream_error = f"{type(exc).__name__} mid-response"
+            log.warning("upstream failed mid-response request_id=%s error=%s", ctx.request_id, exc)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response
+
+    def _failure(
+        self, ctx: RequestContext, kind: tuple[str, int], what: str, exc: BaseException
+    ) -> web.Response:
+        reason = str(exc) or type(exc).__name__
+        ctx.upstream_error = type(exc).__name__
+        log.warning(
+            "upstream %s %s request_id=%s error=%s",
+            self.upstream_host,
+            what,
+            ctx.request_id,
+            reason,
+        )
+        return mlflow_error(
+            kind,
+            f"The MLflow server behind this gateway ({self.upstream_host}) {what}. "
+            f"Request id {ctx.request_id}; try again, or ask the operator to check MLflow.",
+        )

@@ -1,0 +1,1 @@
+"""The gateway's own SQL database: users, groups, tokens, policy rules."""

@@ -1,0 +1,45 @@
+"""Session-wide real services: one MLflow 3.17.2, one Redis, one gateway in front."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.devstack import stop_child
+from tests.helpers import (
+    Gateway,
+    MlflowServer,
+    RedisServer,
+    start_gateway,
+    start_mlflow,
+    start_redis,
+)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    stop_child(server.child)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    server = start_mlflow(tmp_path_factory.mktemp("mlflow"))
+    yield server
+    stop_child(server.child)
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    mlflow_server: MlflowServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    gw = start_gateway(
+        mlflow_server.url,
+        redis_server.url,
+        tmp_path_factory.mktemp("gateway"),
+        ready_path="/.gateway/readyz",
+    )
+    yield gw
+    gw.stop()

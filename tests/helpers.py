@@ -1,0 +1,172 @@
+"""Starting and stopping the real things the tests run against."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.devstack import (
+    Child,
+    find_redis_server,
+    free_port,
+    mlflow_server_argv,
+    redis_server_argv,
+    start_child,
+    stop_child,
+)
+
+GATEWAY_BIN = str(Path(sys.executable).with_name("mlflow-gateway"))
+
+
+def wait_http(url: str, timeout: float, child: Child | None = None, status: int = 200) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if child is not None and child.process.poll() is not None:
+            raise RuntimeError(f"{child.name} exited early:\n{child.tail(40)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == status:
+                    return
+                last = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    tail = child.tail(40) if child else ""
+    raise RuntimeError(f"{url} not ready after {timeout}s ({last})\n{tail}")
+
+
+@dataclass
+class RedisServer:
+    child: Child
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+def start_redis(workdir: Path) -> RedisServer:
+    binary = find_redis_server()
+    assert binary, "redis-server is required for the tests"
+    port = free_port()
+    argv = redis_server_argv(binary, port, workdir)
+    child = start_child("redis", argv, workdir / "redis.log", dict(os.environ))
+    deadline = time.monotonic() + 20
+    import redis
+
+    while time.monotonic() < deadline:
+        try:
+            redis.Redis(port=port, socket_connect_timeout=0.5).ping()
+            return RedisServer(child, port)
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    stop_child(child)
+    raise RuntimeError(f"redis-server did not start:\n{child.tail()}")
+
+
+@dataclass
+class MlflowServer:
+    child: Child
+    port: int
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.workdir / "mlflow" / "artifacts"
+
+
+def start_mlflow(workdir: Path, workers: int = 1) -> MlflowServer:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "MLFLOW_"))}
+    child = start_child(
+        "mlflow", mlflow_server_argv(port, workdir, workers), workdir / "mlflow.log", env
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", 180, child)
+    except Exception:
+        stop_child(child)
+        raise
+    return MlflowServer(child, port, workdir)
+
+
+@dataclass
+class Gateway:
+    child: Child
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.child.process.pid
+
+    def rss_kib(self, field_name: str = "VmRSS") -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+        raise RuntimeError(f"{field_name} not in /proc/{self.pid}/status")
+
+    def stop(self) -> None:
+        stop_child(self.child)
+
+
+def gateway_env(upstream_url: str, redis_url: str, data_dir: Path, port: int, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(
+        GATEWAY_UPSTREAM_URL=upstream_url,
+        GATEWAY_REDIS_URL=redis_url,
+        GATEWAY_DATA_DIR=str(data_dir),
+        GATEWAY_HOST="127.0.0.1",
+        GATEWAY_PORT=str(port),
+        GATEWAY_LOG_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
+
+
+def start_gateway(
+    upstream_url: str,
+    redis_url: str,
+    data_dir: Path,
+    *,
+    ready_path: str = "/.gateway/healthz",
+    **extra: str,
+) -> Gateway:
+    port = free_port()
+    env = gateway_env(upstream_url, redis_url, data_dir, port, **extra)
+    child = start_child("gateway", [GATEWAY_BIN, "serve"], data_dir / "gateway.log", env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}{ready_path}", 30, child)
+    except Exception:
+        stop_child(child)
+        raise
+    return Gateway(child, port, env)
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [GATEWAY_BIN, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
