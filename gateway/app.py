@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import aiohttp
+import aiohttp_jinja2
+import jinja2
 import redis.asyncio as aioredis
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.authn.authenticator import SECURE_SESSION_COOKIE, SESSION_COOKIE, Authenticator
+from gateway.authn.bootstrap import ensure_bootstrap_admin
+from gateway.authn.csrf import origin_of
+from gateway.authn.jwks import Discovery, JwksCache
+from gateway.authn.jwt_bearer import JwtSettings, JwtValidator
+from gateway.authn.lockout import Lockout, LockoutPolicy
+from gateway.authn.middleware import authn_middleware
+from gateway.authn.oidc import OidcClient, OidcSettings
+from gateway.authn.pages import CALLBACK_PATH, AuthPages, CookiePolicy
+from gateway.authn.passwords import PasswordVerifier
+from gateway.authn.sessions import SessionStore
+from gateway.authn.stamping import StampRefused, needs_stamping, stamp_identity
 from gateway.config import Settings
+from gateway.context import context_of
 from gateway.edge import edge_middleware
 from gateway.errors import NOT_FOUND, mlflow_error
 from gateway.observability import (
@@ -18,42 +35,136 @@ from gateway.observability import (
     http_check,
     metrics_middleware,
 )
+from gateway.page_headers import page_headers_middleware
 from gateway.proxy import MlflowProxy
 from gateway.store.db import create_engine, ping
+from gateway.store.migrate import upgrade_database
+from gateway.store.tokens import TokenStore
+from gateway.store.users import UserStore
 
 GATEWAY_PREFIX = "/.gateway/"
+STATIC_DIR = Path(__file__).with_name("static")
 
 SETTINGS = web.AppKey("settings", Settings)
 PROXY = web.AppKey("proxy", MlflowProxy)
 REDIS = web.AppKey("redis", aioredis.Redis)
 DATABASE = web.AppKey("database", AsyncEngine)
 METRICS = web.AppKey("metrics", Metrics)
+USERS = web.AppKey("users", UserStore)
+TOKENS = web.AppKey("tokens", TokenStore)
+IDP_HTTP = web.AppKey("idp_http", aiohttp.ClientSession)
+
+
+def _jwt_validator(app: web.Application, settings: Settings) -> JwtValidator | None:
+    if not settings.jwt_audience:
+        return None
+    issuer = (settings.jwt_issuer or settings.oidc_issuer or "").rstrip("/")
+    jwks_url = settings.jwt_jwks_url
+    if jwks_url:
+
+        async def configured_jwks_url() -> str:
+            return str(jwks_url)
+
+        keys = JwksCache(lambda: app[IDP_HTTP], configured_jwks_url)
+    else:
+        discovery = Discovery(lambda: app[IDP_HTTP], issuer)
+        keys = JwksCache(lambda: app[IDP_HTTP], lambda: discovery.endpoint("jwks_uri"))
+    return JwtValidator(
+        JwtSettings(
+            issuer=issuer,
+            audience=settings.jwt_audience,
+            algorithms=settings.jwt_algorithms,
+            subject_claim=settings.jwt_subject_claim,
+            groups_claim=settings.jwt_groups_claim,
+            leeway=settings.jwt_leeway,
+        ),
+        keys,
+    )
+
+
+def _oidc_client(
+    app: web.Application, settings: Settings, redis: aioredis.Redis
+) -> OidcClient | None:
+    if not settings.oidc_issuer:
+        return None
+    discovery = Discovery(lambda: app[IDP_HTTP], settings.oidc_issuer)
+    keys = JwksCache(lambda: app[IDP_HTTP], lambda: discovery.endpoint("jwks_uri"))
+    oidc_settings = OidcSettings(
+        issuer=settings.oidc_issuer,
+        client_id=settings.oidc_client_id or "",
+        client_secret=settings.oidc_client_secret or "",
+        redirect_uri=settings.effective_public_url + CALLBACK_PATH,
+        scopes=settings.oidc_scopes,
+        username_claim=settings.oidc_username_claim,
+        groups_claim=settings.oidc_groups_claim,
+        allowed_email_domains=settings.oidc_allowed_email_domains,
+        required_groups=settings.oidc_required_groups,
+        leeway=settings.jwt_leeway,
+    )
+    return OidcClient(oidc_settings, discovery, keys, lambda: app[IDP_HTTP], redis)
 
 
 def create_app(settings: Settings) -> web.Application:
     if not settings.upstream_url:
         raise ValueError("settings.upstream_url is required")
     metrics = Metrics.create()
+    redis = aioredis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+    )
+    engine = create_engine(settings.effective_database_url)
+    users, tokens = UserStore(engine), TokenStore(engine)
     app = web.Application(
-        middlewares=[edge_middleware(settings.trusted_proxies), metrics_middleware(metrics)],
         # Bodies are streamed, never read whole by the gateway; this only bounds what aiohttp itself
-        # would buffer if a handler ever called request.read().
+        # buffers for the gateway's own forms.
         client_max_size=1024**2,
         handler_args={"max_field_size": 16 * 1024},
     )
+    authenticator = Authenticator(
+        users,
+        tokens,
+        SessionStore(redis, settings.session_idle_timeout, settings.session_max_age),
+        Lockout(
+            redis,
+            LockoutPolicy(
+                user_threshold=settings.lockout_user_threshold,
+                ip_threshold=settings.lockout_ip_threshold,
+                base_lock=settings.lockout_seconds,
+            ),
+        ),
+        PasswordVerifier(),
+        _jwt_validator(app, settings),
+        local_users=settings.local_users,
+        session_cookie=SECURE_SESSION_COOKIE if settings.secure_cookies else SESSION_COOKIE,
+    )
+    oidc = _oidc_client(app, settings, redis)
+    public_origin = origin_of(settings.effective_public_url)
+    idp_origins = (origin_of(settings.oidc_issuer),) if settings.oidc_issuer else ()
+    app.middlewares.extend(
+        [
+            edge_middleware(settings.trusted_proxies),
+            metrics_middleware(metrics),
+            page_headers_middleware(idp_origins),
+            authn_middleware(authenticator, public_origin),
+        ]
+    )
     app[SETTINGS] = settings
     app[METRICS] = metrics
+    app[REDIS] = redis
+    app[DATABASE] = engine
+    app[USERS] = users
+    app[TOKENS] = tokens
     app[PROXY] = MlflowProxy(
         settings.upstream_url,
         keepalive=settings.upstream_keepalive,
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
     )
-    app[REDIS] = aioredis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
-    )
-    app[DATABASE] = create_engine(settings.effective_database_url)
     app.cleanup_ctx.append(_lifecycle)
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("gateway", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+    )
 
     observability = Observability(
         metrics,
@@ -63,24 +174,47 @@ def create_app(settings: Settings) -> web.Application:
             "database": _database_check(app),
         },
     )
+    pages = AuthPages(
+        authenticator,
+        oidc,
+        CookiePolicy(
+            authenticator.session_cookie, settings.secure_cookies, settings.session_max_age
+        ),
+        settings.effective_public_url,
+        settings.local_users,
+        settings.oidc_display_name,
+    )
     app.router.add_get(GATEWAY_PREFIX + "healthz", observability.healthz)
     app.router.add_get(GATEWAY_PREFIX + "readyz", observability.readyz)
     app.router.add_get(GATEWAY_PREFIX + "metrics", observability.metrics_page)
+    app.router.add_routes(pages.routes())
+    app.router.add_static(GATEWAY_PREFIX + "static/", STATIC_DIR)
     app.router.add_route("*", "/.gateway/{tail:.*}", _gateway_not_found)
     app.router.add_route("*", "/{tail:.*}", _forward)
     return app
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    await upgrade_database(app[DATABASE])
+    await ensure_bootstrap_admin(app[USERS], settings.admin_username, settings.admin_password)
+    app[IDP_HTTP] = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
     await app[PROXY].start()
     yield
     await app[PROXY].close()
+    await app[IDP_HTTP].close()
     await app[REDIS].aclose()
     await app[DATABASE].dispose()
 
 
 async def _forward(request: web.Request) -> web.StreamResponse:
-    return await request.app[PROXY].forward(request)
+    replacement = None
+    if needs_stamping(request.method, request.path):
+        try:
+            replacement = (await stamp_identity(request, context_of(request).principal)).body
+        except StampRefused as refused:
+            return refused.response
+    return await request.app[PROXY].forward(request, replacement)
 
 
 async def _gateway_not_found(request: web.Request) -> web.Response:

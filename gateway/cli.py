@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import click
 
 from gateway import __version__
+from gateway.cli_accounts import groups, tokens, users
 from gateway.config import (
     ConfigError,
     Settings,
@@ -95,6 +96,11 @@ def dev(port: int | None, data_dir: Path | None, mlflow_workers: int) -> None:
             )
         )
     )
+
+
+main.add_command(users)
+main.add_command(groups)
+main.add_command(tokens)
 
 
 if __name__ == "__main__":  # pragma: no cover

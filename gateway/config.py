@@ -79,6 +79,35 @@ def _parse_database_url(raw: str) -> str:
     return raw.strip()
 
 
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _parse_list_lower(raw: str) -> tuple[str, ...]:
+    return tuple(item.lower() for item in _parse_list(raw))
+
+
+def _parse_seconds(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("expected a whole number greater than 0")
+    return value
+
+
+def _parse_algorithms(raw: str) -> tuple[str, ...]:
+    # Imported here: config must stay importable without the JWT layer.
+    from gateway.authn.jwt_bearer import SUPPORTED_ALGORITHMS
+
+    algorithms = _parse_list(raw)
+    refused = [a for a in algorithms if a not in SUPPORTED_ALGORITHMS]
+    if refused or not algorithms:
+        raise ValueError(
+            f"{', '.join(refused) or 'nothing'} not allowed; choose from "
+            + ", ".join(sorted(SUPPORTED_ALGORITHMS))
+        )
+    return algorithms
+
+
 def _parse_log_level(raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -154,6 +183,77 @@ class Settings:
     )
     log_level: str = _opt("LOG_LEVEL", "INFO", _parse_log_level, "DEBUG, INFO, WARNING or ERROR")
 
+    # Local users and the bootstrap admin.
+    admin_username: str = _opt("ADMIN_USERNAME", "admin", str, "name of the bootstrap admin")
+    admin_password: str | None = _opt(
+        "ADMIN_PASSWORD", None, str, "password of the bootstrap admin (12+ characters)", secret=True
+    )
+    local_users: bool = _opt(
+        "LOCAL_USERS", True, _parse_bool, "offer username/password sign-in and basic auth"
+    )
+
+    # OIDC browser sign-in.
+    oidc_issuer: str | None = _opt(
+        "OIDC_ISSUER", None, _parse_http_url, "issuer URL of the identity provider"
+    )
+    oidc_client_id: str | None = _opt("OIDC_CLIENT_ID", None, str, "OIDC client id")
+    oidc_client_secret: str | None = _opt(
+        "OIDC_CLIENT_SECRET", None, str, "OIDC client secret", secret=True
+    )
+    oidc_scopes: str = _opt(
+        "OIDC_SCOPES", "openid email profile", str, "scopes requested at sign-in"
+    )
+    oidc_username_claim: str = _opt(
+        "OIDC_USERNAME_CLAIM",
+        "preferred_username",
+        str,
+        "ID token claim that names the user (falls back to email, then sub)",
+    )
+    oidc_groups_claim: str = _opt("OIDC_GROUPS_CLAIM", "groups", str, "claim listing groups")
+    oidc_allowed_email_domains: tuple[str, ...] = _opt(
+        "OIDC_ALLOWED_EMAIL_DOMAINS", (), _parse_list_lower, "comma-separated e-mail domains"
+    )
+    oidc_required_groups: tuple[str, ...] = _opt(
+        "OIDC_REQUIRED_GROUPS", (), _parse_list, "comma-separated groups, one of which is needed"
+    )
+    oidc_display_name: str = _opt(
+        "OIDC_DISPLAY_NAME", "single sign-on", str, "name of the SSO button"
+    )
+
+    # Bearer JWTs from the identity provider (service accounts).
+    jwt_audience: str | None = _opt(
+        "JWT_AUDIENCE", None, str, "audience bearer JWTs must carry (enables IdP JWTs)"
+    )
+    jwt_issuer: str | None = _opt(
+        "JWT_ISSUER", None, _parse_http_url, "issuer of bearer JWTs (default: GATEWAY_OIDC_ISSUER)"
+    )
+    jwt_jwks_url: str | None = _opt(
+        "JWT_JWKS_URL", None, _parse_http_url, "JWKS URL (default: from the issuer's discovery)"
+    )
+    jwt_algorithms: tuple[str, ...] = _opt(
+        "JWT_ALGORITHMS", ("RS256", "ES256"), _parse_algorithms, "allowed JWT signing algorithms"
+    )
+    jwt_subject_claim: str = _opt("JWT_SUBJECT_CLAIM", "sub", str, "claim naming the caller")
+    jwt_groups_claim: str = _opt("JWT_GROUPS_CLAIM", "groups", str, "claim listing groups")
+    jwt_leeway: int = _opt("JWT_LEEWAY", 30, _parse_seconds, "clock skew allowed, in seconds")
+
+    # Sessions and brute-force protection.
+    session_idle_timeout: int = _opt(
+        "SESSION_IDLE_TIMEOUT", 8 * 3600, _parse_seconds, "seconds a session may sit unused"
+    )
+    session_max_age: int = _opt(
+        "SESSION_MAX_AGE", 24 * 3600, _parse_seconds, "seconds a session lives at most"
+    )
+    lockout_user_threshold: int = _opt(
+        "LOCKOUT_USER_THRESHOLD", 5, _parse_seconds, "failed attempts per user before a lockout"
+    )
+    lockout_ip_threshold: int = _opt(
+        "LOCKOUT_IP_THRESHOLD", 20, _parse_seconds, "failed attempts per client IP before a lockout"
+    )
+    lockout_seconds: int = _opt(
+        "LOCKOUT_SECONDS", 60, _parse_seconds, "first lockout period; doubles with each lockout"
+    )
+
     @property
     def effective_public_url(self) -> str:
         if self.public_url:
@@ -174,9 +274,21 @@ class Settings:
         return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
 
     @property
+    def oidc_enabled(self) -> bool:
+        return self.oidc_issuer is not None
+
+    @property
+    def jwt_enabled(self) -> bool:
+        return self.jwt_audience is not None
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.effective_public_url.startswith("https://")
+
+    @property
     def authentication_configured(self) -> bool:
-        # Authentication arrives with its own settings; until one of them is set, nothing is.
-        return False
+        """True when somebody can sign in: a bootstrap admin password, SSO, or IdP JWTs."""
+        return bool(self.admin_password) or self.oidc_enabled or self.jwt_enabled
 
     def redacted(self) -> dict[str, str]:
         """Every setting as an operator may see it in a log: secrets masked."""
@@ -240,7 +352,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values.update({k: v for k, v in overrides.items() if v is not None})
     if problems:
         raise ConfigError(problems)
-    return Settings(**values)
+    settings = Settings(**values)
+    problems = authentication_problems(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings
 
 
 def exposure_problems(settings: Settings) -> list[str]:
@@ -262,6 +378,31 @@ def check_serve_settings(settings: Settings) -> list[str]:
             "e.g. GATEWAY_UPSTREAM_URL=http://127.0.0.1:5001"
         )
     return problems + exposure_problems(settings)
+
+
+def authentication_problems(settings: Settings) -> list[str]:
+    """Settings that only make sense together."""
+    problems: list[str] = []
+    if settings.oidc_enabled and not (settings.oidc_client_id and settings.oidc_client_secret):
+        problems.append(
+            "GATEWAY_OIDC_ISSUER is set but GATEWAY_OIDC_CLIENT_ID or GATEWAY_OIDC_CLIENT_SECRET "
+            "is not — register the gateway with the identity provider and set both"
+        )
+    if settings.jwt_enabled and not (settings.jwt_issuer or settings.oidc_issuer):
+        problems.append(
+            "GATEWAY_JWT_AUDIENCE is set but neither GATEWAY_JWT_ISSUER nor GATEWAY_OIDC_ISSUER "
+            "is — set the issuer whose JWTs the gateway should accept"
+        )
+    if settings.admin_password is not None and len(settings.admin_password) < 12:
+        problems.append(
+            "GATEWAY_ADMIN_PASSWORD is shorter than 12 characters — choose a longer one"
+        )
+    if settings.session_max_age < settings.session_idle_timeout:
+        problems.append(
+            "GATEWAY_SESSION_MAX_AGE is shorter than GATEWAY_SESSION_IDLE_TIMEOUT — "
+            "make the absolute timeout the longer one"
+        )
+    return problems
 
 
 def with_overrides(settings: Settings, **overrides: Any) -> Settings:

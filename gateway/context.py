@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from gateway.authn.principal import ANONYMOUS, Principal
+from gateway.authn.sessions import SessionData
+
 
 @dataclass
 class RequestContext:
@@ -15,6 +18,10 @@ class RequestContext:
     scheme: str
     host: str
     route_class: str = "other"
+    principal: Principal = ANONYMOUS
+    session: SessionData | None = None
+    # Why credentials were refused, for the audit log (never shown to the caller verbatim).
+    auth_refusal: str | None = None
     started: float = field(default_factory=time.perf_counter)
     upstream_status: int | None = None
     upstream_error: str | None = None

@@ -25,6 +25,7 @@ from pathlib import Path
 import aiohttp
 import redis.asyncio as aioredis
 
+from gateway.authn.bootstrap import GENERATED_PASSWORD_FILE, generated_admin_password
 from gateway.config import Settings, with_overrides
 from gateway.server import start_gateway, stop_event_on_signals
 
@@ -251,11 +252,24 @@ async def run_dev_stack(
             MLFLOW_START_TIMEOUT,
             partial(_http_ok, f"{mlflow_url}/health"),
         )
+        admin_password, newly_generated = settings.admin_password, False
+        if admin_password is None:
+            admin_password, newly_generated = generated_admin_password(data_dir)
         gateway_settings = with_overrides(
-            settings, upstream_url=mlflow_url, redis_url=redis_url, data_dir=data_dir
+            settings,
+            upstream_url=mlflow_url,
+            redis_url=redis_url,
+            data_dir=data_dir,
+            admin_password=admin_password,
         )
         runner = await start_gateway(gateway_settings)
         print(_banner(gateway_settings, mlflow_url, redis_url, data_dir), flush=True)
+        if newly_generated:
+            print(
+                f"  Sign in as {settings.admin_username!r} with password: {admin_password}\n"
+                f"  (shown once; also stored in {data_dir / GENERATED_PASSWORD_FILE}, mode 0600)\n",
+                flush=True,
+            )
         try:
             return await _supervise(children, stop)
         finally:

@@ -73,6 +73,8 @@ REQUEST_HEADERS_DROPPED = HOP_BY_HOP | frozenset(
     )
 )
 
+GATEWAY_COOKIE_PREFIXES = ("mlgw_", "__Host-mlgw_")
+
 RESPONSE_HEADERS_DROPPED = HOP_BY_HOP | frozenset({"server", "date", REQUEST_ID_HEADER.lower()})
 
 
@@ -84,6 +86,16 @@ def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
     return tokens
 
 
+def without_gateway_cookies(cookie_header: str) -> str:
+    """The Cookie header minus the gateway's own cookies (its session never reaches MLflow)."""
+    kept = [
+        part.strip()
+        for part in cookie_header.split(";")
+        if part.strip() and not part.strip().startswith(GATEWAY_COOKIE_PREFIXES)
+    ]
+    return "; ".join(kept)
+
+
 def upstream_request_headers(
     headers: CIMultiDictProxy[str], ctx: RequestContext, upstream_host: str
 ) -> CIMultiDict[str]:
@@ -91,6 +103,9 @@ def upstream_request_headers(
     out: CIMultiDict[str] = CIMultiDict(
         (name, value) for name, value in headers.items() if name.lower() not in dropped
     )
+    cookies = [without_gateway_cookies(value) for value in out.popall("Cookie", [])]
+    if any(cookies):
+        out["Cookie"] = "; ".join(c for c in cookies if c)
     out["Host"] = upstream_host
     out["X-Forwarded-For"] = ctx.client_ip
     out["X-Forwarded-Proto"] = ctx.scheme
@@ -171,10 +186,20 @@ class MlflowProxy:
         base = str(self.upstream).rstrip("/")
         return URL(base + raw_path, encoded=True)
 
-    async def forward(self, request: web.Request) -> web.StreamResponse:
+    async def forward(
+        self, request: web.Request, replacement_body: bytes | None = None
+    ) -> web.StreamResponse:
+        """Stream the request to MLflow, or send ``replacement_body`` in place of the client's."""
         ctx = context_of(request)
         headers = upstream_request_headers(request.headers, ctx, self.upstream_host)
-        body = _body_chunks(request) if _has_body(request) else None
+        body: AsyncIterator[bytes] | bytes | None
+        if replacement_body is not None:
+            body = replacement_body
+            headers["Content-Length"] = str(len(replacement_body))
+            headers["Content-Type"] = "application/json"
+            headers.pop("Content-Encoding", None)
+        else:
+            body = _body_chunks(request) if _has_body(request) else None
         try:
             upstream = await self.session.request(
                 request.method,

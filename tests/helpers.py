@@ -102,11 +102,47 @@ def start_mlflow(workdir: Path, workers: int = 1) -> MlflowServer:
     return MlflowServer(child, port, workdir)
 
 
+ADMIN_PASSWORD = "admin-password-for-tests"
+
+
 @dataclass
 class Gateway:
     child: Child
     port: int
     env: dict[str, str] = field(default_factory=dict)
+    _admin_token: str | None = None
+
+    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        """Run `mlflow-gateway` against this gateway's database."""
+        result = subprocess.run(
+            [GATEWAY_BIN, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            input=input,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"mlflow-gateway {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def add_user(self, name: str, password: str, *groups: str, admin: bool = False) -> None:
+        args = ["users", "add", name, "--password-stdin"]
+        args += [f"--group={g}" for g in groups] + (["--admin"] if admin else [])
+        self.cli(*args, input=password + "\n")
+
+    def token(self, user: str = "admin", name: str = "test", *options: str) -> str:
+        return self.cli("tokens", "create", name, "--user", user, *options).stdout.strip()
+
+    @property
+    def admin_token(self) -> str:
+        if self._admin_token is None:
+            self._admin_token = self.token("admin", "admin-tests")
+        return self._admin_token
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
 
     @property
     def url(self) -> str:
@@ -135,6 +171,7 @@ def gateway_env(upstream_url: str, redis_url: str, data_dir: Path, port: int, **
         GATEWAY_HOST="127.0.0.1",
         GATEWAY_PORT=str(port),
         GATEWAY_LOG_LEVEL="INFO",
+        GATEWAY_ADMIN_PASSWORD=ADMIN_PASSWORD,
     )
     env.update(extra)
     return env

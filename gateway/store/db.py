@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -37,12 +38,26 @@ def async_database_url(url: str) -> str:
     return parsed.set(drivername=ASYNC_DRIVERS[backend]).render_as_string(hide_password=False)
 
 
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL and a busy timeout let the CLI and a running gateway share the file; SQLite leaves
+    # foreign keys off unless asked.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
 def create_engine(url: str) -> AsyncEngine:
     async_url = async_database_url(url)
     parsed = make_url(async_url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(async_url, pool_pre_ping=True)
+    if parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    return create_async_engine(async_url, pool_pre_ping=True)
+    engine = create_async_engine(async_url)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
+import stat
 import subprocess
 import time
 import urllib.request
@@ -46,12 +48,21 @@ def test_dev_runs_whole_stack_and_stops_cleanly(tmp_path: Path, stop_signal: int
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/.gateway/readyz") as r:
             deps = json.loads(r.read())["dependencies"]
         assert all(d["ready"] for d in deps.values()), deps
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/") as r:
-            assert b"<title>MLflow</title>" in r.read()
-
         output = (tmp_path / "dev.log").read_text()
         assert f"http://127.0.0.1:{port}" in output
         assert "MLFLOW_TRACKING_URI" in output
+
+        # A generated admin password, printed once and kept private in the data dir.
+        password_file = data_dir / "admin-password"
+        password = password_file.read_text().strip()
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        assert f"Sign in as 'admin' with password: {password}" in output
+        credentials = base64.b64encode(f"admin:{password}".encode()).decode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/", headers={"Authorization": f"Basic {credentials}"}
+        )
+        with urllib.request.urlopen(request) as r:
+            assert b"<title>MLflow</title>" in r.read()
         assert (data_dir / "mlflow" / "mlflow.db").is_file()
 
         children = _descendants(process.pid)

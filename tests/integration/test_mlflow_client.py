@@ -34,9 +34,13 @@ def in_tmp_cwd(tmp_path: Path):
     os.chdir(old)
 
 
-def test_brief_client_workflow_through_gateway(gateway: Gateway, in_tmp_cwd: Path) -> None:
+def test_brief_client_workflow_through_gateway(
+    gateway: Gateway, in_tmp_cwd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sklearn.linear_model import LinearRegression
 
+    gateway.add_user("alice", "alice-password-123")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", gateway.token("alice", "notebook"))
     artifacts_before = _metric_total(gateway, "artifacts")
     mlflow.set_tracking_uri(gateway.url)
     mlflow.set_experiment("brief-workflow")
@@ -45,7 +49,8 @@ def test_brief_client_workflow_through_gateway(gateway: Gateway, in_tmp_cwd: Pat
     y = np.array([2.0, 4.0, 6.0, 8.0])
     model = LinearRegression().fit(x, y)
 
-    with mlflow.start_run() as run:
+    # The client claims to be someone else; the gateway records who really did it.
+    with mlflow.start_run(tags={"mlflow.user": "mallory"}) as run:
         mlflow.log_param("alpha", 0.5)
         mlflow.log_metric("rmse", 0.78)
         with open("model.pkl", "wb") as f:
@@ -57,6 +62,8 @@ def test_brief_client_workflow_through_gateway(gateway: Gateway, in_tmp_cwd: Pat
     stored = client.get_run(run.info.run_id)
     assert stored.data.params == {"alpha": "0.5"}
     assert stored.data.metrics == {"rmse": 0.78}
+    assert stored.info.user_id == "alice"
+    assert stored.data.tags["mlflow.user"] == "alice"
     assert "model.pkl" in [a.path for a in client.list_artifacts(run.info.run_id)]
 
     version = mlflow.register_model(model_uri=f"runs:/{run.info.run_id}/model", name="my_model")
@@ -89,7 +96,10 @@ def _sha256_of(path: Path) -> str:
 
 @pytest.mark.slow
 def test_200mb_artifact_round_trip_streams_with_bounded_memory(
-    mlflow_server: MlflowServer, redis_server: RedisServer, tmp_path: Path
+    mlflow_server: MlflowServer,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A fresh gateway, so its peak RSS (VmHWM) covers this transfer alone.
     gateway = start_gateway(mlflow_server.url, redis_server.url, tmp_path / "gw")
@@ -98,6 +108,10 @@ def test_200mb_artifact_round_trip_streams_with_bounded_memory(
         with big.open("wb") as f:
             for _ in range(200):
                 f.write(os.urandom(1024 * 1024))
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", gateway.admin_token)
+        # Start the peak (VmHWM) afresh: start-up work (e.g. hashing the bootstrap admin's
+        # password with argon2, 64 MiB by design) must not count as transfer memory.
+        Path(f"/proc/{gateway.pid}/clear_refs").write_text("5")
         baseline_kib = gateway.rss_kib("VmRSS")
 
         mlflow.set_tracking_uri(gateway.url)

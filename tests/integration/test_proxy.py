@@ -55,7 +55,8 @@ def test_client_identity_and_hop_by_hop_headers_never_reach_upstream(
             "X-Forwarded-User": "admin",
             "X-Remote-User": "admin",
             "X-Auth-Request-User": "admin",
-            "Authorization": "Basic YWRtaW46c2VjcmV0",
+            **gw.auth,
+            "Cookie": "mlgw_session=should-not-pass; mlflow_ui_pref=dark",
             "Origin": "http://evil.example",
             "Connection": "X-Client-Hop",
             "X-Client-Hop": "1",
@@ -82,6 +83,8 @@ def test_client_identity_and_hop_by_hop_headers_never_reach_upstream(
     ):
         assert forbidden not in seen, forbidden
     assert seen["x-custom"] == ["passes"]
+    # The gateway's own session cookie stays with the gateway; MLflow's cookies pass.
+    assert seen["cookie"] == ["mlflow_ui_pref=dark"]
     # The gateway's request id, not the client's, is sent upstream and returned to the client.
     assert headers["X-Request-Id"] != "client-chosen"
     assert seen["x-request-id"] == [headers["X-Request-Id"]]
@@ -100,6 +103,7 @@ def test_forwarded_headers_believed_only_from_trusted_proxies(
             _, headers, body = _request(
                 f"{gw.url}/api/2.0/mlflow/experiments/search",
                 headers={
+                    **gw.auth,
                     "X-Forwarded-For": "6.6.6.6, 203.0.113.7, 127.0.0.5",
                     "X-Forwarded-Proto": "https",
                     "X-Forwarded-Host": "mlflow.example.com",
@@ -119,7 +123,7 @@ def test_forwarded_headers_believed_only_from_trusted_proxies(
 def test_raw_path_and_query_reach_upstream_byte_for_byte(echo: tuple[Gateway, EchoState]) -> None:
     gw, _ = echo
     raw = "/api/2.0/mlflow-artifacts/artifacts/0/a%2Fb/c%20d%3F.txt?path=x%2Fy&path=z&e=%C3%A9"
-    status, _, body = _request(gw.url + raw)
+    status, _, body = _request(gw.url + raw, headers=gw.auth)
     assert status == 200
     assert json.loads(body)["path"] == raw
 
@@ -133,7 +137,8 @@ def test_request_body_streams_to_upstream_before_client_finishes(
     with socket.create_connection(("127.0.0.1", gw.port)) as conn:
         conn.sendall(
             b"PUT /api/2.0/mlflow-artifacts/artifacts/0/big HTTP/1.1\r\n"
-            + f"Host: 127.0.0.1:{gw.port}\r\nContent-Length: {total}\r\n\r\n".encode()
+            + f"Host: 127.0.0.1:{gw.port}\r\nContent-Length: {total}\r\n".encode()
+            + f"Authorization: {gw.auth['Authorization']}\r\n\r\n".encode()
             + b"x" * (total // 2)
         )
         # Half the body is sent and the client holds the rest: the upstream must already see bytes.
@@ -152,7 +157,10 @@ def test_response_streams_to_client_before_upstream_finishes(
     gw, state = echo
     state.release.clear()
     with socket.create_connection(("127.0.0.1", gw.port)) as conn:
-        conn.sendall(f"GET /stream-held HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n\r\n".encode())
+        conn.sendall(
+            f"GET /stream-held HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n"
+            f"Authorization: {gw.auth['Authorization']}\r\n\r\n".encode()
+        )
         conn.settimeout(10)
         received = b""
         while b"first---" not in received:
@@ -166,7 +174,7 @@ def test_response_streams_to_client_before_upstream_finishes(
 def test_unknown_gateway_path_is_not_forwarded(echo: tuple[Gateway, EchoState]) -> None:
     gw, state = echo
     before = len(state.requests)
-    status, _, body = _request(f"{gw.url}/.gateway/nope")
+    status, _, body = _request(f"{gw.url}/.gateway/nope", headers=gw.auth)
     assert status == 404
     assert json.loads(body)["error_code"] == "ENDPOINT_NOT_FOUND"
     assert len(state.requests) == before
@@ -178,7 +186,9 @@ def test_upstream_down_gives_502_in_mlflow_shape_and_readyz_says_so(
     dead_port = free_port()
     gw = start_gateway(f"http://127.0.0.1:{dead_port}", redis_server.url, tmp_path)
     try:
-        status, headers, body = _request(f"{gw.url}/api/2.0/mlflow/experiments/search")
+        status, headers, body = _request(
+            f"{gw.url}/api/2.0/mlflow/experiments/search", headers=gw.auth
+        )
         assert status == 502
         error = json.loads(body)
         assert error["error_code"] == "TEMPORARILY_UNAVAILABLE"
@@ -209,8 +219,9 @@ def test_hung_upstream_gives_504_after_read_timeout(
     with silent_upstream() as url:
         gw = start_gateway(url, redis_server.url, tmp_path, GATEWAY_UPSTREAM_READ_TIMEOUT="1")
         try:
+            auth = gw.auth
             started = time.monotonic()
-            status, _, body = _request(f"{gw.url}/api/2.0/mlflow/experiments/search")
+            status, _, body = _request(f"{gw.url}/api/2.0/mlflow/experiments/search", headers=auth)
             elapsed = time.monotonic() - started
         finally:
             gw.stop()

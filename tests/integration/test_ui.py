@@ -9,8 +9,10 @@ import urllib.request
 from tests.helpers import Gateway, MlflowServer
 
 
-def _get(url: str, accept: str = "*/*") -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers={"Accept": accept})
+def _get(
+    url: str, accept: str = "*/*", auth: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers={"Accept": accept, **(auth or {})})
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, dict(response.headers), response.read()
 
@@ -18,7 +20,7 @@ def _get(url: str, accept: str = "*/*") -> tuple[int, dict[str, str], bytes]:
 def test_index_page_and_static_bundle_load_through_gateway(
     gateway: Gateway, mlflow_server: MlflowServer
 ) -> None:
-    status, headers, page = _get(f"{gateway.url}/", accept="text/html")
+    status, headers, page = _get(f"{gateway.url}/", accept="text/html", auth=gateway.auth)
     assert status == 200
     assert headers["Content-Type"].startswith("text/html")
     html = page.decode()
@@ -26,7 +28,7 @@ def test_index_page_and_static_bundle_load_through_gateway(
 
     script = re.search(r'src="\.?/?(static-files/static/js/[^"]+\.js)"', html)
     assert script, "index page names no JavaScript bundle"
-    status, headers, bundle = _get(f"{gateway.url}/{script.group(1)}")
+    status, headers, bundle = _get(f"{gateway.url}/{script.group(1)}", auth=gateway.auth)
     assert status == 200
     assert "javascript" in headers["Content-Type"]
     _, _, direct = _get(f"{mlflow_server.url}/{script.group(1)}")
@@ -34,7 +36,7 @@ def test_index_page_and_static_bundle_load_through_gateway(
 
     stylesheet = re.search(r'href="\.?/?(static-files/static/css/[^"]+\.css)"', html)
     assert stylesheet
-    status, headers, _ = _get(f"{gateway.url}/{stylesheet.group(1)}")
+    status, headers, _ = _get(f"{gateway.url}/{stylesheet.group(1)}", auth=gateway.auth)
     assert status == 200
     assert headers["Content-Type"].startswith("text/css")
 
@@ -44,7 +46,7 @@ def test_ui_api_calls_work_through_gateway(gateway: Gateway) -> None:
     request = urllib.request.Request(
         f"{gateway.url}/ajax-api/2.0/mlflow/experiments/search",
         data=b'{"max_results": 25, "order_by": ["last_update_time DESC"]}',
-        headers={"Content-Type": "application/json", "Origin": gateway.url},
+        headers={"Content-Type": "application/json", "Origin": gateway.url, **gateway.auth},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=30) as response:

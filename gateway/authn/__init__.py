@@ -1,0 +1,1 @@
+"""Authentication: who is this request? Every method ends in one Principal."""

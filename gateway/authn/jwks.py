@@ -1,0 +1,97 @@
+"""Signing keys of the identity provider: discovery and JWKS fetched with aiohttp, cached.
+
+An unknown key id triggers one refresh (the IdP may have rotated keys), at most every
+MIN_REFRESH_INTERVAL seconds so a flood of tokens with made-up key ids cannot hammer the IdP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import jwt
+
+MIN_REFRESH_INTERVAL = 30.0
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+class IdentityProviderError(RuntimeError):
+    """The identity provider could not be reached or answered nonsense."""
+
+
+async def fetch_json(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    try:
+        async with session.get(url, timeout=HTTP_TIMEOUT) as response:
+            if response.status != 200:
+                raise IdentityProviderError(f"{url} answered HTTP {response.status}")
+            data = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise IdentityProviderError(f"{url} unreachable: {type(exc).__name__}") from exc
+    if not isinstance(data, dict):
+        raise IdentityProviderError(f"{url} did not return a JSON object")
+    return data
+
+
+class Discovery:
+    """The IdP's OpenID configuration, fetched once and then reused."""
+
+    def __init__(self, session: Callable[[], aiohttp.ClientSession], issuer: str) -> None:
+        self._session = session
+        self.issuer = issuer.rstrip("/")
+        self._document: dict[str, Any] | None = None
+        self._lock = asyncio.Lock()
+
+    async def document(self) -> dict[str, Any]:
+        async with self._lock:
+            if self._document is None:
+                url = self.issuer + "/.well-known/openid-configuration"
+                document = await fetch_json(self._session(), url)
+                if document.get("issuer", "").rstrip("/") != self.issuer:
+                    raise IdentityProviderError(
+                        f"discovery at {url} names issuer {document.get('issuer')!r}, "
+                        f"expected {self.issuer!r}"
+                    )
+                self._document = document
+            return self._document
+
+    async def endpoint(self, name: str) -> str:
+        value = (await self.document()).get(name)
+        if not isinstance(value, str):
+            raise IdentityProviderError(f"the identity provider offers no {name}")
+        return value
+
+
+class JwksCache:
+    def __init__(
+        self, session: Callable[[], aiohttp.ClientSession], jwks_uri: Callable[[], Any]
+    ) -> None:
+        self._session = session
+        self._jwks_uri = jwks_uri
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self) -> None:
+        url = await self._jwks_uri()
+        data = await fetch_json(self._session(), url)
+        keys: dict[str, jwt.PyJWK] = {}
+        for entry in data.get("keys", []):
+            if entry.get("use", "sig") != "sig" or "kid" not in entry:
+                continue
+            try:
+                keys[entry["kid"]] = jwt.PyJWK(entry)
+            except jwt.PyJWKError:
+                continue  # a key type we do not support cannot sign anything we accept
+        self._keys = keys
+        self._fetched_at = time.monotonic()
+
+    async def key(self, kid: str) -> jwt.PyJWK | None:
+        if kid in self._keys:
+            return self._keys[kid]
+        async with self._lock:
+            if kid not in self._keys and time.monotonic() - self._fetched_at > MIN_REFRESH_INTERVAL:
+                await self._refresh()
+        return self._keys.get(kid)

@@ -1,0 +1,337 @@
+"""Sign-in, sign-out and personal token pages under /.gateway/ (server-rendered, no inline JS)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from gateway.authn.authenticator import Authenticator
+from gateway.authn.csrf import form_token_matches, origin_of, same_origin
+from gateway.authn.jwks import IdentityProviderError
+from gateway.authn.oidc import STATE_TTL, LoginRefused, OidcClient
+from gateway.authn.redirects import safe_next
+from gateway.authn.sessions import SessionData
+from gateway.context import context_of
+from gateway.store.tokens import TokenScope
+from gateway.store.users import StoreError
+
+log = logging.getLogger(__name__)
+
+STATE_COOKIE = "mlgw_oidc_state"
+CALLBACK_PATH = "/.gateway/callback"
+MAX_TOKEN_DAYS = 366
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m`` or a plain number of days."""
+    text = text.strip().lower()
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    try:
+        if text and text[-1] in units:
+            amount = int(text[:-1])
+            delta = timedelta(**{units[text[-1]]: amount})
+        else:
+            amount = int(text)
+            delta = timedelta(days=amount)
+    except ValueError:
+        raise ValueError(f"invalid duration {text!r}: use e.g. 30d, 12h or 90m") from None
+    if amount <= 0 or delta > timedelta(days=MAX_TOKEN_DAYS):
+        raise ValueError(f"a duration must be positive and at most {MAX_TOKEN_DAYS} days")
+    return delta
+
+
+@dataclass(frozen=True)
+class CookiePolicy:
+    session_name: str
+    secure: bool
+    max_age: int
+
+
+class AuthPages:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        oidc: OidcClient | None,
+        cookies: CookiePolicy,
+        public_url: str,
+        local_users: bool,
+        sso_name: str,
+    ) -> None:
+        self.auth = authenticator
+        self.oidc = oidc
+        self.cookies = cookies
+        self.public_url = public_url.rstrip("/")
+        self.public_origin = origin_of(public_url)
+        self.local_users = local_users
+        self.sso_name = sso_name
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/.gateway/login", self.login_page),
+            web.post("/.gateway/login", self.login_submit),
+            web.get("/.gateway/login/sso", self.sso_start),
+            web.get(CALLBACK_PATH, self.sso_callback),
+            web.get("/.gateway/logout", self.logout),
+            web.post("/.gateway/logout", self.logout),
+            web.get("/.gateway/tokens", self.tokens_page),
+            web.post("/.gateway/tokens", self.tokens_create),
+            web.post("/.gateway/tokens/{token_id}/revoke", self.tokens_revoke),
+        ]
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _page(
+        self, request: web.Request, template: str, context: dict[str, Any], status: int = 200
+    ) -> web.Response:
+        principal = context_of(request).principal
+        base = {
+            "principal": principal if principal.authenticated else None,
+            "sso_name": self.sso_name,
+        }
+        response = aiohttp_jinja2.render_template(
+            template, request, {**base, **context}, status=status
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _set_session_cookie(self, response: web.StreamResponse, session_id: str) -> None:
+        response.set_cookie(
+            self.cookies.session_name,
+            session_id,
+            max_age=self.cookies.max_age,
+            path="/",
+            httponly=True,
+            secure=self.cookies.secure,
+            samesite="Lax",
+        )
+
+    async def _start_session(
+        self,
+        request: web.Request,
+        username: str,
+        method: str,
+        target: str,
+        groups: tuple[str, ...] = (),
+        id_token: str | None = None,
+    ) -> web.Response:
+        # A fresh id at every sign-in: a session id planted before sign-in is worthless after it.
+        old = request.cookies.get(self.cookies.session_name)
+        if old:
+            await self.auth.sessions.delete(old)
+        session_id = await self.auth.sessions.create(username, method, groups, id_token)
+        await self.auth.users.record_login(username)
+        response = web.HTTPSeeOther(target)
+        self._set_session_cookie(response, session_id)
+        log.info("sign-in: %s via %s from %s", username, method, context_of(request).client_ip)
+        return response
+
+    # -- sign-in ---------------------------------------------------------------------------------
+
+    async def login_page(self, request: web.Request) -> web.Response:
+        target = safe_next(request.query.get("next"))
+        if context_of(request).principal.method == "session":
+            raise web.HTTPSeeOther(target)
+        return self._page(
+            request,
+            "login.html",
+            {
+                "next": target,
+                "sso": self.oidc is not None,
+                "local_users": self.local_users,
+                "error": request.query.get("error"),
+                "signed_out": "signed_out" in request.query,
+            },
+        )
+
+    async def login_submit(self, request: web.Request) -> web.Response:
+        if not self.local_users:
+            raise web.HTTPNotFound()
+        form = await request.post()
+        target = safe_next(str(form.get("next", "")))
+        context = {"next": target, "sso": self.oidc is not None, "local_users": True}
+        # Login CSRF: a foreign page must not sign the browser into someone else's account.
+        if not same_origin(request, self.public_origin):
+            context_of(request).auth_refusal = "cross-origin sign-in form"
+            return self._page(
+                request, "login.html", {**context, "error": "Please sign in from this page."}, 403
+            )
+        username = str(form.get("username", "")).strip()
+        password = str(form.get("password", ""))
+        if not username or not password:
+            return self._page(
+                request, "login.html", {**context, "error": "Enter a user name and password."}, 400
+            )
+        outcome = await self.auth.password(
+            username, password, context_of(request).client_ip, method="session"
+        )
+        if outcome.failure is not None:
+            context_of(request).auth_refusal = outcome.failure.reason
+            response = self._page(
+                request,
+                "login.html",
+                {**context, "error": outcome.failure.message, "username": username},
+                outcome.failure.status,
+            )
+            if outcome.failure.retry_after is not None:
+                response.headers["Retry-After"] = str(outcome.failure.retry_after)
+            return response
+        return await self._start_session(request, username, "password", target)
+
+    async def sso_start(self, request: web.Request) -> web.Response:
+        if self.oidc is None:
+            raise web.HTTPNotFound()
+        try:
+            pending = await self.oidc.begin(safe_next(request.query.get("next")))
+        except IdentityProviderError as exc:
+            log.warning("identity provider unavailable: %s", exc)
+            return self._sso_error(request, "The identity provider cannot be reached.", 502)
+        response = web.HTTPFound(pending.authorization_url)
+        # Binds the sign-in to this browser: a callback carrying someone else's state fails.
+        response.set_cookie(
+            STATE_COOKIE,
+            pending.state,
+            max_age=STATE_TTL,
+            path=CALLBACK_PATH,
+            httponly=True,
+            secure=self.cookies.secure,
+            samesite="Lax",
+        )
+        return response
+
+    def _sso_error(self, request: web.Request, message: str, status: int) -> web.Response:
+        context_of(request).auth_refusal = f"sso: {message}"
+        response = self._page(
+            request,
+            "login.html",
+            {
+                "next": "/",
+                "sso": self.oidc is not None,
+                "local_users": self.local_users,
+                "error": message,
+            },
+            status,
+        )
+        response.del_cookie(STATE_COOKIE, path=CALLBACK_PATH)
+        return response
+
+    async def sso_callback(self, request: web.Request) -> web.Response:
+        if self.oidc is None:
+            raise web.HTTPNotFound()
+        state = request.query.get("state", "")
+        cookie_state = request.cookies.get(STATE_COOKIE, "")
+        if not state or not hmac.compare_digest(state, cookie_state):
+            return self._sso_error(request, "This sign-in was not started in this browser.", 400)
+        if "error" in request.query:
+            await self.oidc.discard(state)
+            return self._sso_error(
+                request, "The identity provider did not sign you in. Please try again.", 401
+            )
+        try:
+            identity, target = await self.oidc.complete(state, request.query.get("code", ""))
+            user = await self.auth.users.ensure_sso_user(identity.username, identity.email)
+        except LoginRefused as exc:
+            return self._sso_error(request, f"Sign-in refused: {exc}.", 401)
+        except StoreError as exc:
+            return self._sso_error(request, f"Sign-in refused: {exc}.", 403)
+        except IdentityProviderError as exc:
+            log.warning("identity provider failed during sign-in: %s", exc)
+            return self._sso_error(request, "The identity provider cannot be reached.", 502)
+        if user.disabled:
+            return self._sso_error(request, "Your account is disabled.", 403)
+        response = await self._start_session(
+            request, user.username, "oidc", target, identity.groups, identity.id_token
+        )
+        response.del_cookie(STATE_COOKIE, path=CALLBACK_PATH)
+        return response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        session_id = request.cookies.get(self.cookies.session_name)
+        session: SessionData | None = None
+        if session_id:
+            session = await self.auth.sessions.get(session_id)
+            await self.auth.sessions.delete(session_id)
+        target = "/.gateway/login?signed_out=1"
+        if session is not None and session.login_method == "oidc" and self.oidc is not None:
+            idp_logout = await self.oidc.logout_url(
+                session.id_token, f"{self.public_url}/.gateway/login?signed_out=1"
+            )
+            target = idp_logout or target
+        response = web.HTTPSeeOther(target)
+        response.del_cookie(self.cookies.session_name, path="/")
+        if session is not None:
+            log.info("sign-out: %s", session.subject)
+        return response
+
+    # -- personal tokens -------------------------------------------------------------------------
+
+    def _tokens_owner(self, request: web.Request) -> str:
+        principal = context_of(request).principal
+        if principal.service:
+            raise web.HTTPForbidden(text="Service accounts have no personal tokens.")
+        return principal.subject
+
+    async def _tokens_context(self, request: web.Request) -> dict[str, Any]:
+        owner = self._tokens_owner(request)
+        now = datetime.now(UTC)
+        tokens = await self.auth.tokens.list(owner)
+        session = context_of(request).session
+        return {
+            "tokens": [(t, t.state(now)) for t in reversed(tokens)],
+            "csrf_token": session.csrf_token if session else "",
+            "tracking_uri": self.public_url,
+        }
+
+    async def tokens_page(self, request: web.Request) -> web.Response:
+        return self._page(request, "tokens.html", await self._tokens_context(request))
+
+    async def _check_form(self, request: web.Request) -> Any:
+        form = await request.post()
+        principal = context_of(request).principal
+        session = context_of(request).session
+        if principal.method == "session" and session is not None:
+            submitted = form.get("csrf_token")
+            if not form_token_matches(
+                session.csrf_token, submitted if isinstance(submitted, str) else None
+            ):
+                context_of(request).auth_refusal = "token form without a valid CSRF token"
+                raise web.HTTPForbidden(text="The form expired. Reload the page and try again.")
+        return form
+
+    async def tokens_create(self, request: web.Request) -> web.Response:
+        owner = self._tokens_owner(request)
+        form = await self._check_form(request)
+        name = str(form.get("name", "")).strip()
+        scope_words = ["read-only"] if form.get("read_only") else []
+        for field, prefix in (("experiments", "experiment:"), ("models", "registered_model:")):
+            scope_words += [
+                prefix + item.strip()
+                for item in str(form.get(field, "")).replace("\n", ",").split(",")
+                if item.strip()
+            ]
+        try:
+            expires_in = parse_duration(str(form.get("expires_in", "30d")))
+            record, secret = await self.auth.tokens.create(
+                owner, name, expires_in=expires_in, scope=TokenScope.parse(scope_words)
+            )
+        except (ValueError, StoreError) as exc:
+            context = await self._tokens_context(request)
+            return self._page(request, "tokens.html", {**context, "error": str(exc)}, 400)
+        log.info("token created: %s for %s", record.id, owner)
+        context = await self._tokens_context(request)
+        return self._page(request, "tokens.html", {**context, "created": record, "secret": secret})
+
+    async def tokens_revoke(self, request: web.Request) -> web.Response:
+        owner = self._tokens_owner(request)
+        await self._check_form(request)
+        try:
+            record = await self.auth.tokens.revoke(request.match_info["token_id"], owner=owner)
+        except StoreError as exc:
+            raise web.HTTPNotFound(text=str(exc)) from None
+        log.info("token revoked: %s by %s", record.id, owner)
+        raise web.HTTPSeeOther("/.gateway/tokens")

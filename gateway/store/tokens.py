@@ -1,0 +1,204 @@
+"""Gateway-issued tokens: opaque, random, shown once, stored only as a SHA-256 hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from gateway.store.models import Token, User
+from gateway.store.users import StoreError, UserRecord, now, to_user_record, validate_name
+
+TOKEN_PREFIX = "mlgw_"  # noqa: S105 - a public marker, not a secret
+_TOKEN_SHAPE = re.compile(r"^mlgw_[A-Za-z0-9_-]{43}$")
+# Writing last-use on every request would turn each read into a write; a minute is precise enough.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def looks_like_gateway_token(value: str) -> bool:
+    return value.startswith(TOKEN_PREFIX)
+
+
+def hash_secret(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenScope:
+    """What a token may be used for. Empty lists mean 'not limited by this dimension'."""
+
+    read_only: bool = False
+    experiments: tuple[str, ...] = field(default=())
+    registered_models: tuple[str, ...] = field(default=())
+
+    @property
+    def unrestricted(self) -> bool:
+        return not (self.read_only or self.experiments or self.registered_models)
+
+    @classmethod
+    def parse(cls, items: list[str] | tuple[str, ...]) -> TokenScope:
+        """From CLI/API words: ``read-only``, ``experiment:<id>``, ``registered_model:<name>``."""
+        read_only = False
+        experiments: list[str] = []
+        models: list[str] = []
+        for item in items:
+            if item == "read-only":
+                read_only = True
+            elif item.startswith("experiment:") and item[len("experiment:") :]:
+                experiments.append(item[len("experiment:") :])
+            elif item.startswith("registered_model:") and item[len("registered_model:") :]:
+                models.append(item[len("registered_model:") :])
+            else:
+                raise StoreError(
+                    f"invalid scope {item!r}: use read-only, experiment:<id> or "
+                    "registered_model:<name> (patterns with * allowed)"
+                )
+        return cls(read_only, tuple(experiments), tuple(models))
+
+    def words(self) -> list[str]:
+        return (
+            (["read-only"] if self.read_only else [])
+            + [f"experiment:{e}" for e in self.experiments]
+            + [f"registered_model:{m}" for m in self.registered_models]
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "read_only": self.read_only,
+                "experiments": list(self.experiments),
+                "registered_models": list(self.registered_models),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str) -> TokenScope:
+        data = json.loads(raw or "{}")
+        return cls(
+            bool(data.get("read_only", False)),
+            tuple(data.get("experiments", ())),
+            tuple(data.get("registered_models", ())),
+        )
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    owner: str
+    name: str
+    scope: TokenScope
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    def state(self, at: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and _aware(self.expires_at) <= at:
+            return "expired"
+        return "active"
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes even for timezone=True columns; they were stored as UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _token_record(token: Token) -> TokenRecord:
+    return TokenRecord(
+        id=token.id,
+        owner=token.owner.username,
+        name=token.name,
+        scope=TokenScope.from_json(token.scope),
+        created_at=token.created_at,
+        expires_at=token.expires_at,
+        revoked_at=token.revoked_at,
+        last_used_at=token.last_used_at,
+    )
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """Outcome of presenting a token: the owner when valid, else why not (for the audit log)."""
+
+    owner: UserRecord | None
+    token: TokenRecord | None
+    refusal: str | None
+
+
+class TokenStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def create(
+        self,
+        owner: str,
+        name: str,
+        *,
+        expires_in: timedelta | None = None,
+        scope: TokenScope | None = None,
+    ) -> tuple[TokenRecord, str]:
+        """Returns the record and the secret. The secret exists nowhere else afterwards."""
+        validate_name("token", name)
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        async with self._sessions.begin() as session:
+            user = await session.scalar(select(User).where(User.username == owner))
+            if user is None:
+                raise StoreError(f"no user named {owner!r}")
+            created = now()
+            token = Token(
+                id=secrets.token_hex(6),
+                owner_id=user.id,
+                owner=user,
+                name=name,
+                secret_hash=hash_secret(secret),
+                scope=(scope or TokenScope()).to_json(),
+                created_at=created,
+                expires_at=created + expires_in if expires_in else None,
+            )
+            session.add(token)
+        return _token_record(token), secret
+
+    async def list(self, owner: str | None = None) -> list[TokenRecord]:
+        async with self._sessions() as session:
+            query = select(Token).join(Token.owner).order_by(Token.created_at)
+            if owner is not None:
+                query = query.where(User.username == owner)
+            return [_token_record(t) for t in await session.scalars(query)]
+
+    async def revoke(self, token_id: str, owner: str | None = None) -> TokenRecord:
+        """Revoke by id; with ``owner``, only that user's token (people revoking their own)."""
+        async with self._sessions.begin() as session:
+            token = await session.get(Token, token_id)
+            if token is None or (owner is not None and token.owner.username != owner):
+                raise StoreError(f"no token with id {token_id!r}")
+            if token.revoked_at is None:
+                token.revoked_at = now()
+            return _token_record(token)
+
+    async def check(self, secret: str) -> TokenCheck:
+        if not _TOKEN_SHAPE.match(secret):
+            return TokenCheck(None, None, "malformed token")
+        async with self._sessions.begin() as session:
+            token = await session.scalar(
+                select(Token).where(Token.secret_hash == hash_secret(secret))
+            )
+            if token is None:
+                return TokenCheck(None, None, "unknown token")
+            record = _token_record(token)
+            at = now()
+            state = record.state(at)
+            if state != "active":
+                return TokenCheck(None, record, f"token {record.id} is {state}")
+            if token.owner.disabled:
+                return TokenCheck(None, record, f"owner of token {record.id} is disabled")
+            if token.last_used_at is None or at - _aware(token.last_used_at) > LAST_USED_RESOLUTION:
+                token.last_used_at = at
+            return TokenCheck(to_user_record(token.owner), record, None)
