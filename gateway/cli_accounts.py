@@ -12,12 +12,11 @@ from typing import Any, TypeVar
 
 import click
 
-from gateway.authn.pages import parse_duration
 from gateway.authn.passwords import PasswordPolicyError, hash_password
 from gateway.config import ConfigError, load_settings
 from gateway.store.db import create_engine
 from gateway.store.migrate import upgrade_database
-from gateway.store.tokens import TokenScope, TokenStore
+from gateway.store.tokens import TokenScope, TokenStore, parse_duration
 from gateway.store.users import StoreError, UserStore
 
 T = TypeVar("T")

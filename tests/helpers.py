@@ -51,7 +51,11 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.db_url(0)
+
+    def db_url(self, db: int) -> str:
+        """A separate logical database, for tests whose counters must not meet others'."""
+        return f"redis://127.0.0.1:{self.port}/{db}"
 
 
 def start_redis(workdir: Path) -> RedisServer:
@@ -183,9 +187,10 @@ def start_gateway(
     data_dir: Path,
     *,
     ready_path: str = "/.gateway/healthz",
+    port: int | None = None,
     **extra: str,
 ) -> Gateway:
-    port = free_port()
+    port = port or free_port()
     env = gateway_env(upstream_url, redis_url, data_dir, port, **extra)
     child = start_child("gateway", [GATEWAY_BIN, "serve"], data_dir / "gateway.log", env)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp_jinja2
@@ -18,32 +18,13 @@ from gateway.authn.oidc import STATE_TTL, LoginRefused, OidcClient
 from gateway.authn.redirects import safe_next
 from gateway.authn.sessions import SessionData
 from gateway.context import context_of
-from gateway.store.tokens import TokenScope
+from gateway.store.tokens import TokenScope, parse_duration
 from gateway.store.users import StoreError
 
 log = logging.getLogger(__name__)
 
 STATE_COOKIE = "mlgw_oidc_state"
 CALLBACK_PATH = "/.gateway/callback"
-MAX_TOKEN_DAYS = 366
-
-
-def parse_duration(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m`` or a plain number of days."""
-    text = text.strip().lower()
-    units = {"d": "days", "h": "hours", "m": "minutes"}
-    try:
-        if text and text[-1] in units:
-            amount = int(text[:-1])
-            delta = timedelta(**{units[text[-1]]: amount})
-        else:
-            amount = int(text)
-            delta = timedelta(days=amount)
-    except ValueError:
-        raise ValueError(f"invalid duration {text!r}: use e.g. 30d, 12h or 90m") from None
-    if amount <= 0 or delta > timedelta(days=MAX_TOKEN_DAYS):
-        raise ValueError(f"a duration must be positive and at most {MAX_TOKEN_DAYS} days")
-    return delta
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,27 @@ _TOKEN_SHAPE = re.compile(r"^mlgw_[A-Za-z0-9_-]{43}$")
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
+MAX_TOKEN_DAYS = 366
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``45s`` or a plain number of days."""
+    text = text.strip().lower()
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    try:
+        if text and text[-1] in units:
+            amount = int(text[:-1])
+            delta = timedelta(**{units[text[-1]]: amount})
+        else:
+            amount = int(text)
+            delta = timedelta(days=amount)
+    except ValueError:
+        raise ValueError(f"invalid duration {text!r}: use e.g. 30d, 12h, 90m or 45s") from None
+    if amount <= 0 or delta > timedelta(days=MAX_TOKEN_DAYS):
+        raise ValueError(f"a duration must be positive and at most {MAX_TOKEN_DAYS} days")
+    return delta
+
+
 def looks_like_gateway_token(value: str) -> bool:
     return value.startswith(TOKEN_PREFIX)
 
