@@ -444,3 +444,30 @@ def test_users_cli(gw: Gateway, tmp_path: Path) -> None:
     assert too_short.returncode != 0
     assert "at least 12 characters" in too_short.stderr
     assert urlsplit(gw.url).hostname == "127.0.0.1"
+
+
+def test_failures_from_one_client_ip_lock_that_ip_out(
+    mlflow_server: MlflowServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    gateway = start_gateway(
+        mlflow_server.url,
+        redis_server.db_url(3),
+        tmp_path,
+        GATEWAY_LOCKOUT_IP_THRESHOLD="4",
+        GATEWAY_LOCKOUT_SECONDS="30",
+    )
+    try:
+        good = gateway.token("admin", "good")
+        # Guessing tokens and passwords for many different users from one address...
+        for attempt in range(3):
+            assert (
+                request(gateway, SEARCH, headers=bearer("mlgw_" + "B" * 42 + str(attempt)))[0]
+                == 401
+            )
+        assert request(gateway, SEARCH, headers=basic("someone", "guess-password"))[0] == 429
+        # ...locks the address out, valid credentials included, with a Retry-After to honour.
+        status, headers, _ = request(gateway, SEARCH, headers=bearer(good))
+        assert status == 429
+        assert 20 <= int(headers["Retry-After"]) <= 30
+    finally:
+        gateway.stop()
