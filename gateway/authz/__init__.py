@@ -1,0 +1,1 @@
+"""Authorization: may this principal do this to that experiment or registered model?"""

@@ -1,0 +1,177 @@
+"""Policy rules and the index that answers decisions without scanning every rule.
+
+Semantics are casbin's, with the model in policies/model.conf: a request (subject, object, action)
+is allowed when some `p` rule of the subject or of a role/group it reaches through `g` lines
+matches with effect allow, and no matching rule has effect deny. `role:admin` is never denied.
+The index finds candidate rules by subject and by exact object, then tries the pattern rules of
+those subjects only; answers are identical to plain casbin's (tests/unit/test_policy_index.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from gateway.authz.actions import matches, valid_action
+
+ADMIN_ROLE = "role:admin"
+EFFECTS = ("allow", "deny")
+_SUBJECT = re.compile(r"^(user|group|role):[^\s,*]+$")
+_OBJECT = re.compile(r"^(\*|[a-z_]+:[^\s,]*)$")
+
+
+class PolicyError(ValueError):
+    """A rule that cannot be stored; the message says how to write it."""
+
+
+@dataclass(frozen=True, order=True)
+class Rule:
+    """One `p` line: subject, object pattern, action, effect."""
+
+    subject: str
+    object: str
+    action: str
+    effect: str = "allow"
+
+    def __str__(self) -> str:
+        return f"p, {self.subject}, {self.object}, {self.action}, {self.effect}"
+
+    def validate(self) -> Rule:
+        if not _SUBJECT.match(self.subject):
+            raise PolicyError(
+                f"invalid subject {self.subject!r}: use user:<name>, group:<name> or role:<name>"
+            )
+        if not _OBJECT.match(self.object):
+            raise PolicyError(
+                f"invalid object {self.object!r}: use e.g. experiment:12, experiment:*, "
+                "experiment_name:/team-a/*, registered_model:fraud-*"
+            )
+        if not valid_action(self.action):
+            raise PolicyError(
+                f"invalid action {self.action!r}: use read, edit, manage, create, use, "
+                "promote:<stage>, alias:<name> or *"
+            )
+        if self.effect not in EFFECTS:
+            raise PolicyError(f"invalid effect {self.effect!r}: use allow or deny")
+        return self
+
+
+@dataclass(frozen=True, order=True)
+class Grouping:
+    """One `g` line: member belongs to group or role."""
+
+    member: str
+    group: str
+
+    def __str__(self) -> str:
+        return f"g, {self.member}, {self.group}"
+
+    def validate(self) -> Grouping:
+        for name in (self.member, self.group):
+            if not _SUBJECT.match(name):
+                raise PolicyError(
+                    f"invalid subject {name!r}: use user:<name>, group:<name> or role:<name>"
+                )
+        return self
+
+
+@lru_cache(maxsize=65536)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$", re.S)
+
+
+def object_matches(requested: str, pattern: str) -> bool:
+    """``*`` matches any run of characters; nothing else is special."""
+    if pattern == requested or pattern == "*":
+        return True
+    return "*" in pattern and bool(_pattern(pattern).match(requested))
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    # The rule that decided: the deny that refused, or an allow that permitted; None = no rule.
+    rule: Rule | None
+    object: str
+    action: str
+
+    def explain(self) -> str:
+        if self.rule is None:
+            return f"no rule grants {self.action} on {self.object} (denied by default)"
+        verb = "allowed" if self.allowed else "denied"
+        return f"{verb} by rule '{self.rule}'"
+
+
+@dataclass
+class _SubjectRules:
+    exact: dict[str, list[Rule]] = field(default_factory=lambda: defaultdict(list))
+    patterns: list[Rule] = field(default_factory=list)
+
+
+class PolicyIndex:
+    """An immutable snapshot of the policy, indexed for decisions."""
+
+    def __init__(self, rules: Iterable[Rule], groupings: Iterable[Grouping]) -> None:
+        self.rules = tuple(sorted(set(rules)))
+        self.groupings = tuple(sorted(set(groupings)))
+        self._parents: dict[str, set[str]] = defaultdict(set)
+        for g in self.groupings:
+            self._parents[g.member].add(g.group)
+        self._by_subject: dict[str, _SubjectRules] = defaultdict(_SubjectRules)
+        for rule in self.rules:
+            entry = self._by_subject[rule.subject]
+            if "*" in rule.object:
+                entry.patterns.append(rule)
+            else:
+                entry.exact[rule.object].append(rule)
+
+    def closure(self, subjects: Iterable[str]) -> frozenset[str]:
+        """The subjects plus every group and role they reach through `g` lines."""
+        seen: set[str] = set()
+        todo = list(subjects)
+        while todo:
+            subject = todo.pop()
+            if subject not in seen:
+                seen.add(subject)
+                todo.extend(self._parents.get(subject, ()))
+        return frozenset(seen)
+
+    def candidates(self, subjects: frozenset[str], objects: tuple[str, ...]) -> list[Rule]:
+        found: list[Rule] = []
+        for subject in subjects:
+            entry = self._by_subject.get(subject)
+            if entry is None:
+                continue
+            for obj in objects:
+                found.extend(entry.exact.get(obj, ()))
+            found.extend(
+                r for r in entry.patterns if any(object_matches(obj, r.object) for obj in objects)
+            )
+        return found
+
+    def decide(self, subjects: frozenset[str], objects: tuple[str, ...], action: str) -> Decision:
+        """``objects`` are names of one resource (e.g. its id and its name): a rule on any counts."""
+        reach = self.closure(subjects)
+        admin = ADMIN_ROLE in reach
+        allow: Rule | None = None
+        for rule in sorted(self.candidates(reach, objects)):
+            if not matches(rule.action, action, rule.effect):
+                continue
+            if rule.effect == "deny" and not admin:
+                return Decision(False, rule, objects[0], action)
+            if rule.effect == "allow" and allow is None:
+                allow = rule
+        return Decision(allow is not None, allow, objects[0], action)
+
+    def subjects_with(self, objects: tuple[str, ...], action: str) -> list[Decision]:
+        """Every subject named in the policy that may do ``action`` on the object (who-can)."""
+        names = {r.subject for r in self.rules} | {g.member for g in self.groupings}
+        results = []
+        for name in sorted(names):
+            decision = self.decide(frozenset({name}), objects, action)
+            if decision.allowed:
+                results.append(Decision(True, decision.rule, name, action))
+        return results
