@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import aiohttp_jinja2
@@ -12,14 +13,16 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.authn.authenticator import SECURE_SESSION_COOKIE, SESSION_COOKIE, Authenticator
+from gateway.authn.authenticator import (
+    SECURE_SESSION_COOKIE,
+    SESSION_COOKIE,
+    Authenticator,
+    BearerValidator,
+)
 from gateway.authn.bootstrap import ensure_bootstrap_admin
 from gateway.authn.csrf import origin_of
-from gateway.authn.jwks import Discovery, JwksCache
-from gateway.authn.jwt_bearer import JwtSettings, JwtValidator
 from gateway.authn.lockout import Lockout, LockoutPolicy
 from gateway.authn.middleware import authn_middleware
-from gateway.authn.oidc import OidcClient, OidcSettings
 from gateway.authn.pages import CALLBACK_PATH, AuthPages, CookiePolicy
 from gateway.authn.passwords import PasswordVerifier
 from gateway.authn.sessions import SessionStore
@@ -42,6 +45,9 @@ from gateway.store.migrate import upgrade_database
 from gateway.store.tokens import TokenStore
 from gateway.store.users import UserStore
 
+if TYPE_CHECKING:
+    from gateway.authn.oidc import OidcClient
+
 GATEWAY_PREFIX = "/.gateway/"
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -55,9 +61,13 @@ TOKENS = web.AppKey("tokens", TokenStore)
 IDP_HTTP = web.AppKey("idp_http", aiohttp.ClientSession)
 
 
-def _jwt_validator(app: web.Application, settings: Settings) -> JwtValidator | None:
+def _jwt_validator(app: web.Application, settings: Settings) -> BearerValidator | None:
     if not settings.jwt_audience:
         return None
+    # Imported only when configured: the JOSE stack costs memory every gateway would pay.
+    from gateway.authn.jwks import Discovery, JwksCache
+    from gateway.authn.jwt_bearer import JwtSettings, JwtValidator
+
     issuer = (settings.jwt_issuer or settings.oidc_issuer or "").rstrip("/")
     jwks_url = settings.jwt_jwks_url
     if jwks_url:
@@ -87,6 +97,9 @@ def _oidc_client(
 ) -> OidcClient | None:
     if not settings.oidc_issuer:
         return None
+    from gateway.authn.jwks import Discovery, JwksCache
+    from gateway.authn.oidc import OidcClient, OidcSettings
+
     discovery = Discovery(lambda: app[IDP_HTTP], settings.oidc_issuer)
     keys = JwksCache(lambda: app[IDP_HTTP], lambda: discovery.endpoint("jwks_uri"))
     oidc_settings = OidcSettings(

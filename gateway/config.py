@@ -96,7 +96,7 @@ def _parse_seconds(raw: str) -> int:
 
 def _parse_algorithms(raw: str) -> tuple[str, ...]:
     # Imported here: config must stay importable without the JWT layer.
-    from gateway.authn.jwt_bearer import SUPPORTED_ALGORITHMS
+    from gateway.authn.credentials import SUPPORTED_ALGORITHMS
 
     algorithms = _parse_list(raw)
     refused = [a for a in algorithms if a not in SUPPORTED_ALGORITHMS]

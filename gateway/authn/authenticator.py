@@ -10,14 +10,20 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from typing import Protocol
 
-from gateway.authn.jwt_bearer import JwtRefused, JwtValidator, looks_like_jwt
+from gateway.authn.credentials import CredentialRefused, looks_like_jwt
 from gateway.authn.lockout import Lockout
 from gateway.authn.passwords import PasswordVerifier
 from gateway.authn.principal import ANONYMOUS, AuthMethod, Principal
 from gateway.authn.sessions import SessionData, SessionStore
 from gateway.store.tokens import TokenStore, looks_like_gateway_token
 from gateway.store.users import UserRecord, UserStore
+
+
+class BearerValidator(Protocol):
+    async def principal(self, token: str) -> Principal: ...
+
 
 SESSION_COOKIE = "mlgw_session"
 SECURE_SESSION_COOKIE = "__Host-mlgw_session"
@@ -63,7 +69,7 @@ class Authenticator:
         sessions: SessionStore,
         lockout: Lockout,
         passwords: PasswordVerifier,
-        jwt_validator: JwtValidator | None,
+        jwt_validator: BearerValidator | None,
         *,
         local_users: bool,
         session_cookie: str,
@@ -103,7 +109,7 @@ class Authenticator:
                 return _locked(wait)
             try:
                 return AuthOutcome(await self.jwt.principal(credentials))
-            except JwtRefused as exc:
+            except CredentialRefused as exc:
                 await self.lockout.record_failure(None, client_ip)
                 return _refused(str(exc), "Invalid or expired bearer token.")
         await self.lockout.record_failure(None, client_ip)

@@ -14,12 +14,10 @@ from typing import Any
 import aiohttp
 import jwt
 
+from gateway.authn.credentials import IdentityProviderError
+
 MIN_REFRESH_INTERVAL = 30.0
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
-
-
-class IdentityProviderError(RuntimeError):
-    """The identity provider could not be reached or answered nonsense."""
 
 
 async def fetch_json(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:

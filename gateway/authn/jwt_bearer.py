@@ -8,17 +8,9 @@ from typing import Any
 
 import jwt
 
-from gateway.authn.jwks import IdentityProviderError, JwksCache
+from gateway.authn.credentials import CredentialRefused, IdentityProviderError
+from gateway.authn.jwks import JwksCache
 from gateway.authn.principal import Principal
-
-# Asymmetric algorithms only: a symmetric (HS*) one would let anyone holding the public key sign.
-SUPPORTED_ALGORITHMS = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
-
-
-class JwtRefused(Exception):
-    """The token is not acceptable; the message says why (for the audit log, not the client)."""
 
 
 @dataclass(frozen=True)
@@ -40,10 +32,6 @@ def claim_groups(claims: dict[str, Any], name: str) -> tuple[str, ...]:
     return ()
 
 
-def looks_like_jwt(token: str) -> bool:
-    return token.count(".") == 2
-
-
 class JwtValidator:
     def __init__(self, settings: JwtSettings, keys: JwksCache) -> None:
         self.settings = settings
@@ -53,19 +41,19 @@ class JwtValidator:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
-            raise JwtRefused(f"malformed JWT: {exc}") from None
+            raise CredentialRefused(f"malformed JWT: {exc}") from None
         algorithm = header.get("alg")
         if algorithm not in self.settings.algorithms:
-            raise JwtRefused(f"JWT algorithm {algorithm!r} is not allowed")
+            raise CredentialRefused(f"JWT algorithm {algorithm!r} is not allowed")
         kid = header.get("kid")
         if not isinstance(kid, str):
-            raise JwtRefused("JWT has no key id")
+            raise CredentialRefused("JWT has no key id")
         try:
             key = await self._keys.key(kid)
         except IdentityProviderError as exc:
-            raise JwtRefused(f"cannot fetch the IdP's keys: {exc}") from None
+            raise CredentialRefused(f"cannot fetch the IdP's keys: {exc}") from None
         if key is None:
-            raise JwtRefused(f"JWT signed with unknown key {kid!r}")
+            raise CredentialRefused(f"JWT signed with unknown key {kid!r}")
         try:
             claims = jwt.decode(
                 token,
@@ -77,10 +65,10 @@ class JwtValidator:
                 options={"require": ["exp", "iss", "aud", "iat"]},
             )
         except jwt.PyJWTError as exc:
-            raise JwtRefused(f"JWT rejected: {type(exc).__name__}: {exc}") from None
+            raise CredentialRefused(f"JWT rejected: {type(exc).__name__}: {exc}") from None
         subject = claims.get(self.settings.subject_claim)
         if not isinstance(subject, str) or not subject:
-            raise JwtRefused(f"JWT has no {self.settings.subject_claim!r} claim")
+            raise CredentialRefused(f"JWT has no {self.settings.subject_claim!r} claim")
         return Principal(
             subject=subject,
             method="jwt",

@@ -19,15 +19,16 @@ from authlib.common.security import generate_token
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from gateway.authn.jwks import HTTP_TIMEOUT, Discovery, IdentityProviderError, JwksCache
-from gateway.authn.jwt_bearer import SUPPORTED_ALGORITHMS, claim_groups
+from gateway.authn.credentials import (
+    STATE_TTL,
+    SUPPORTED_ALGORITHMS,
+    IdentityProviderError,
+    LoginRefused,
+)
+from gateway.authn.jwks import HTTP_TIMEOUT, Discovery, JwksCache
+from gateway.authn.jwt_bearer import claim_groups
 
 _STATE_PREFIX = "mlgw:oidc:state:"
-STATE_TTL = 600
-
-
-class LoginRefused(Exception):
-    """The login cannot complete; the message is safe to show the person."""
 
 
 @dataclass(frozen=True)

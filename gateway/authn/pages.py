@@ -6,20 +6,22 @@ import hmac
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from gateway.authn.authenticator import Authenticator
+from gateway.authn.credentials import STATE_TTL, IdentityProviderError, LoginRefused
 from gateway.authn.csrf import form_token_matches, origin_of, same_origin
-from gateway.authn.jwks import IdentityProviderError
-from gateway.authn.oidc import STATE_TTL, LoginRefused, OidcClient
 from gateway.authn.redirects import safe_next
 from gateway.authn.sessions import SessionData
 from gateway.context import context_of
 from gateway.store.tokens import TokenScope, parse_duration
 from gateway.store.users import StoreError
+
+if TYPE_CHECKING:
+    from gateway.authn.oidc import OidcClient
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -45,8 +46,10 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
-# A real hash to verify against when the user does not exist, so both cases cost the same time.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A real hash to verify against when the user does not exist: both cases cost the same."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class PasswordVerifier:
@@ -63,7 +66,7 @@ class PasswordVerifier:
     async def verify(self, username: str, password: str, password_hash: str | None) -> bool:
         """True when ``password`` matches ``password_hash`` (the user's current hash)."""
         if password_hash is None:
-            await asyncio.to_thread(_verify, _DUMMY_HASH, password)
+            await asyncio.to_thread(_verify, _dummy_hash(), password)
             return False
         key = self._cache_key(username, password)
         cached = self._cache.get(key)

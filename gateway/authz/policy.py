@@ -153,7 +153,7 @@ class PolicyIndex:
         return found
 
     def decide(self, subjects: frozenset[str], objects: tuple[str, ...], action: str) -> Decision:
-        """``objects`` are names of one resource (e.g. its id and its name): a rule on any counts."""
+        """``objects`` name one resource (its id, its name): a rule on any of them counts."""
         reach = self.closure(subjects)
         admin = ADMIN_ROLE in reach
         allow: Rule | None = None

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -74,3 +75,26 @@ class Token(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     owner: Mapped[User] = relationship(lazy="joined")
+
+
+class PolicyRow(Base):
+    """A casbin line: `p` (v0..v3: subject, object, action, effect) or `g` (member, group)."""
+
+    __tablename__ = "policy_rules"
+    __table_args__ = (UniqueConstraint("ptype", "v0", "v1", "v2", "v3", name="uq_policy_rule"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ptype: Mapped[str] = mapped_column(String(1))
+    v0: Mapped[str] = mapped_column(String(255))
+    v1: Mapped[str] = mapped_column(String(512), index=True)
+    v2: Mapped[str] = mapped_column(String(255), default="")
+    v3: Mapped[str] = mapped_column(String(16), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class Meta(Base):
+    __tablename__ = "gateway_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

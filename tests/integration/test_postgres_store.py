@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import psycopg2  # type: ignore[import-untyped]
 import pytest
 
+from gateway.store.migrate import HEAD_REVISION
 from tests.helpers import MlflowServer, RedisServer, start_gateway
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -62,7 +63,7 @@ def test_users_and_tokens_live_in_postgresql(
         admin = psycopg2.connect(postgres_database)
         with admin.cursor() as cursor:
             cursor.execute("SELECT version_num FROM alembic_version")
-            assert cursor.fetchone() == ("0001",)
+            assert cursor.fetchone() == (HEAD_REVISION,)
             cursor.execute("SELECT secret_hash FROM tokens")
             stored = [row[0] for row in cursor.fetchall()]
         admin.close()
