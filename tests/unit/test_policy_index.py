@@ -25,7 +25,8 @@ OBJECTS = [
     "registered_model:churn",
     "experiment_name:/team-a/x",
 ]
-PATTERNS = OBJECTS + [
+PATTERNS = [
+    *OBJECTS,
     "*",
     "experiment:*",
     "experiment:1*",
@@ -112,7 +113,7 @@ def test_deny_overrides_allow_except_for_admins() -> None:
     denied = index.decide(frozenset({"user:bob"}), ("experiment:7",), "read")
     assert not denied.allowed
     assert denied.rule == Rule("user:bob", "experiment:7", "read", "deny")
-    assert "denied by rule 'p, user:bob, experiment:7, read, deny'" == denied.explain()
+    assert denied.explain() == "denied by rule 'p, user:bob, experiment:7, read, deny'"
     assert index.decide(frozenset({"user:bob"}), ("experiment:8",), "edit").allowed
     assert index.decide(frozenset({"user:root"}), ("experiment:7",), "manage").allowed
     nothing = index.decide(frozenset({"user:carol"}), ("experiment:8",), "read")
