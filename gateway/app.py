@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import aiohttp_jinja2
@@ -26,11 +27,19 @@ from gateway.authn.middleware import authn_middleware
 from gateway.authn.pages import CALLBACK_PATH, AuthPages, CookiePolicy
 from gateway.authn.passwords import PasswordVerifier
 from gateway.authn.sessions import SessionStore
-from gateway.authn.stamping import StampRefused, needs_stamping, stamp_identity
+from gateway.authn.stamping import ForeignIdentity, needs_stamping, stamp_identity
+from gateway.authz.authorize import Authorizer, Judgement, Refused
+from gateway.authz.canonical import Ambiguous
+from gateway.authz.enforcer import Enforcer
+from gateway.authz.filters import SearchFilter
+from gateway.authz.hooks import Hooks
+from gateway.authz.policy import parse_lines
+from gateway.authz.resolve import Resolver
+from gateway.authz.routes import RouteTable
 from gateway.config import Settings
 from gateway.context import context_of
 from gateway.edge import edge_middleware
-from gateway.errors import NOT_FOUND, mlflow_error
+from gateway.errors import BAD_REQUEST, NOT_FOUND, PERMISSION_DENIED, mlflow_error
 from gateway.observability import (
     Metrics,
     Observability,
@@ -42,6 +51,7 @@ from gateway.page_headers import page_headers_middleware
 from gateway.proxy import MlflowProxy
 from gateway.store.db import create_engine, ping
 from gateway.store.migrate import upgrade_database
+from gateway.store.policies import PolicyStore
 from gateway.store.tokens import TokenStore
 from gateway.store.users import UserStore
 
@@ -50,6 +60,7 @@ if TYPE_CHECKING:
 
 GATEWAY_PREFIX = "/.gateway/"
 STATIC_DIR = Path(__file__).with_name("static")
+SHIPPED_POLICY = Path(__file__).with_name("policy_files") / "bootstrap.csv"
 
 SETTINGS = web.AppKey("settings", Settings)
 PROXY = web.AppKey("proxy", MlflowProxy)
@@ -59,6 +70,11 @@ METRICS = web.AppKey("metrics", Metrics)
 USERS = web.AppKey("users", UserStore)
 TOKENS = web.AppKey("tokens", TokenStore)
 IDP_HTTP = web.AppKey("idp_http", aiohttp.ClientSession)
+ENFORCER = web.AppKey("enforcer", Enforcer)
+AUTHORIZER = web.AppKey("authorizer", Authorizer)
+SEARCH = web.AppKey("search_filter", SearchFilter)
+HOOKS = web.AppKey("hooks", Hooks)
+PUBSUB_REDIS = web.AppKey("pubsub_redis", aioredis.Redis)
 
 
 def _jwt_validator(app: web.Application, settings: Settings) -> BearerValidator | None:
@@ -172,6 +188,15 @@ def create_app(settings: Settings) -> web.Application:
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
     )
+    # A connection of its own for the policy channel: it waits on messages with no read timeout.
+    app[PUBSUB_REDIS] = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    app[ENFORCER] = Enforcer(PolicyStore(engine), app[PUBSUB_REDIS])
+    resolver = Resolver(lambda: app[PROXY].session, settings.upstream_url)
+    app[AUTHORIZER] = Authorizer(
+        RouteTable(), app[ENFORCER], resolver, frozenset(settings.protected_aliases)
+    )
+    app[SEARCH] = SearchFilter(lambda: app[PROXY].session, settings.upstream_url, app[ENFORCER])
+    app[HOOKS] = Hooks(app[ENFORCER], resolver)
     app.cleanup_ctx.append(_lifecycle)
     aiohttp_jinja2.setup(
         app,
@@ -211,9 +236,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     await upgrade_database(app[DATABASE])
     await ensure_bootstrap_admin(app[USERS], settings.admin_username, settings.admin_password)
+    policy_file = settings.policy_file or SHIPPED_POLICY
+    await app[ENFORCER].store.bootstrap(parse_lines(policy_file.read_text()))
+    await app[ENFORCER].load()
+    app[ENFORCER].start()
     app[IDP_HTTP] = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
     await app[PROXY].start()
     yield
+    await app[ENFORCER].stop()
+    await app[PUBSUB_REDIS].aclose()
     await app[PROXY].close()
     await app[IDP_HTTP].close()
     await app[REDIS].aclose()
@@ -221,13 +252,55 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _forward(request: web.Request) -> web.StreamResponse:
-    replacement = None
-    if needs_stamping(request.method, request.path):
+    ctx = context_of(request)
+    try:
+        judgement = await request.app[AUTHORIZER].judge(request, ctx.principal)
+    except Refused as refused:
+        ctx.authz_refusal = refused.reason
+        return refused.response
+    ctx.judgement = judgement
+    body = judgement.body
+    params = judgement.params
+    if (
+        params is not None
+        and params.body is not None
+        and needs_stamping(request.method, request.path)
+    ):
         try:
-            replacement = (await stamp_identity(request, context_of(request).principal)).body
-        except StampRefused as refused:
-            return refused.response
-    return await request.app[PROXY].forward(request, replacement)
+            body = stamp_identity(request.path, params.body, ctx.principal) or body
+        except ForeignIdentity as exc:
+            ctx.authz_refusal = str(exc)
+            return mlflow_error(PERMISSION_DENIED, str(exc))
+    rule = judgement.rule
+    if rule.filter and params is not None and not judgement.admin:
+        return await _filtered_search(request, judgement)
+    if rule.hook and params is not None:
+        response, raw = await request.app[PROXY].exchange(request, body)
+        if response.status == 200:
+            ctx.policy_changes = await request.app[HOOKS].after_success(
+                rule.hook, ctx.principal, params, _json_object(raw)
+            )
+        return response
+    return await request.app[PROXY].forward(request, body)
+
+
+async def _filtered_search(request: web.Request, judgement: Judgement) -> web.Response:
+    assert judgement.rule.filter is not None and judgement.params is not None
+    try:
+        status, payload = await request.app[SEARCH].search(
+            judgement.rule.filter, judgement.params, context_of(request).principal
+        )
+    except Ambiguous as exc:
+        return mlflow_error(BAD_REQUEST, f"Ambiguous request: {exc}.")
+    return web.json_response(payload, status=status)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 async def _gateway_not_found(request: web.Request) -> web.Response:

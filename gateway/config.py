@@ -237,6 +237,20 @@ class Settings:
     jwt_groups_claim: str = _opt("JWT_GROUPS_CLAIM", "groups", str, "claim listing groups")
     jwt_leeway: int = _opt("JWT_LEEWAY", 30, _parse_seconds, "clock skew allowed, in seconds")
 
+    # Authorization.
+    protected_aliases: tuple[str, ...] = _opt(
+        "PROTECTED_ALIASES",
+        ("champion", "production", "prod"),
+        _parse_list_lower,
+        "registered-model aliases whose setting needs alias:<name> rather than edit",
+    )
+    policy_file: Path | None = _opt(
+        "POLICY_FILE",
+        None,
+        Path,
+        "bootstrap policy CSV loaded into an empty installation (default: the shipped one)",
+    )
+
     # Sessions and brute-force protection.
     session_idle_timeout: int = _opt(
         "SESSION_IDLE_TIMEOUT", 8 * 3600, _parse_seconds, "seconds a session may sit unused"

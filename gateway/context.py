@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -20,6 +21,10 @@ class RequestContext:
     route_class: str = "other"
     principal: Principal = ANONYMOUS
     session: SessionData | None = None
+    # Why authorization refused, and what it judged (for the audit log).
+    authz_refusal: str | None = None
+    judgement: Any = None
+    policy_changes: list[str] = field(default_factory=list)
     # Why credentials were refused, for the audit log (never shown to the caller verbatim).
     auth_refusal: str | None = None
     started: float = field(default_factory=time.perf_counter)

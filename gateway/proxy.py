@@ -220,6 +220,36 @@ class MlflowProxy:
         finally:
             upstream.release()
 
+    async def exchange(
+        self, request: web.Request, replacement_body: bytes | None, limit: int = 16 * 1024**2
+    ) -> tuple[web.Response, bytes]:
+        """Like forward, but the (small JSON) answer is read whole, for after-success hooks."""
+        ctx = context_of(request)
+        headers = upstream_request_headers(request.headers, ctx, self.upstream_host)
+        headers["Accept-Encoding"] = "identity"  # the gateway reads this answer itself
+        if replacement_body is not None:
+            headers["Content-Length"] = str(len(replacement_body))
+        try:
+            async with self.session.request(
+                request.method,
+                self.url_for(request.raw_path),
+                headers=headers,
+                data=replacement_body,
+                allow_redirects=False,
+            ) as upstream:
+                ctx.upstream_status = upstream.status
+                body = await upstream.content.read(limit)
+                response_headers = client_response_headers(upstream.headers)
+        except TimeoutError as exc:
+            return self._failure(ctx, UPSTREAM_TIMEOUT, "did not answer in time", exc), b""
+        except aiohttp.ClientError as exc:
+            return self._failure(ctx, BAD_GATEWAY, "is unreachable", exc), b""
+        response_headers.popall("Content-Length", None)
+        response_headers.popall("Content-Encoding", None)
+        response_headers[REQUEST_ID_HEADER] = ctx.request_id
+        response = web.Response(status=upstream.status, body=body, headers=response_headers)
+        return response, body
+
     async def _relay(
         self, request: web.Request, upstream: aiohttp.ClientResponse, ctx: RequestContext
     ) -> web.StreamResponse:

@@ -175,3 +175,30 @@ class PolicyIndex:
             if decision.allowed:
                 results.append(Decision(True, decision.rule, name, action))
         return results
+
+
+def parse_line(text: str) -> Rule | Grouping:
+    """A casbin CSV line: ``p, SUBJECT, OBJECT, ACTION[, allow|deny]`` or ``g, MEMBER, GROUP``."""
+    fields = [f.strip() for f in text.split(",")]
+    if fields[0] == "p" and len(fields) in (4, 5):
+        return Rule(*fields[1:]).validate()
+    if fields[0] == "g" and len(fields) == 3:
+        return Grouping(fields[1], fields[2]).validate()
+    raise PolicyError(
+        f"cannot read {text.strip()!r}: use 'p, SUBJECT, OBJECT, ACTION[, allow|deny]' "
+        "or 'g, MEMBER, GROUP'"
+    )
+
+
+def parse_lines(text: str) -> list[Rule | Grouping]:
+    """Every line of a policy CSV; blank lines and `#` comments are skipped."""
+    lines: list[Rule | Grouping] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            lines.append(parse_line(stripped))
+        except PolicyError as exc:
+            raise PolicyError(f"line {number}: {exc}") from None
+    return lines

@@ -1,0 +1,266 @@
+"""The authorization stage: route → canonical parameters → governing resources → decisions.
+
+Deny by default: a request that matches no route is refused, admins included. Every governing
+resource a request names must allow the right it needs; the first refusal ends the request with a
+message that says which right on which named resource is missing, and the audit log gets the rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from gateway.authn.principal import Principal
+from gateway.authz.actions import alias as alias_right
+from gateway.authz.actions import promote
+from gateway.authz.canonical import MAX_JUDGED_BODY, Ambiguous, Params, canonical_params
+from gateway.authz.enforcer import Enforcer
+from gateway.authz.policy import Decision
+from gateway.authz.resolve import (
+    LookupFailed,
+    NotFound,
+    Resolver,
+    Resource,
+    model_resource,
+)
+from gateway.authz.routes import Need, RouteRule, RouteTable
+from gateway.authz.scope import scope_refusal
+from gateway.errors import (
+    BAD_GATEWAY,
+    BAD_REQUEST,
+    NOT_FOUND_RESOURCE,
+    PERMISSION_DENIED,
+    mlflow_error,
+)
+
+
+class Refused(Exception):
+    """The request stops here; ``response`` is what the caller gets, ``reason`` what audit keeps."""
+
+    def __init__(self, response: web.Response, reason: str) -> None:
+        super().__init__(reason)
+        self.response = response
+        self.reason = reason
+
+
+@dataclass
+class Judgement:
+    rule: RouteRule
+    params: Params | None
+    # The body as judged, forwarded instead of the client's stream (None: stream it untouched).
+    body: bytes | None
+    decisions: list[tuple[Resource, Decision]] = field(default_factory=list)
+    admin: bool = False
+
+
+def denied(message: str, reason: str) -> Refused:
+    return Refused(mlflow_error(PERMISSION_DENIED, message), reason)
+
+
+def bad_request(message: str) -> Refused:
+    return Refused(mlflow_error(BAD_REQUEST, message), f"ambiguous request: {message}")
+
+
+def decoded_path(raw_path: str) -> str:
+    """The path as MLflow routes it (uvicorn percent-decodes it once)."""
+    return unquote(raw_path.split("?", 1)[0])
+
+
+class Authorizer:
+    def __init__(
+        self,
+        routes: RouteTable,
+        enforcer: Enforcer,
+        resolver: Resolver,
+        protected_aliases: frozenset[str],
+    ) -> None:
+        self.routes = routes
+        self.enforcer = enforcer
+        self.resolver = resolver
+        self.protected_aliases = protected_aliases
+
+    async def judge(self, request: web.Request, principal: Principal) -> Judgement:
+        path = decoded_path(request.raw_path)
+        found = self.routes.match(request.method, path)
+        if found is None:
+            raise denied(
+                f"{request.method} {path} is not an MLflow operation this gateway allows.",
+                "no route rule (deny by default)",
+            )
+        rule, path_params = found
+        if rule.access == "refused":
+            raise denied(
+                f"{rule.operation} is not available through the gateway.",
+                f"{rule.operation} is refused for everyone",
+            )
+        body = await self._read_body(request, rule)
+        try:
+            params = (
+                canonical_params(
+                    rule,
+                    request.method,
+                    path_params,
+                    request.raw_path.partition("?")[2],
+                    body or b"",
+                    request.headers,
+                )
+                if rule.access == "policy"
+                else None
+            )
+        except Ambiguous as exc:
+            raise bad_request(f"Ambiguous request: {exc}.") from None
+        judgement = Judgement(rule, params, body, admin=self.enforcer.is_admin(principal))
+        if rule.access == "authenticated" or params is None:
+            return judgement
+        if rule.admin_only and not judgement.admin:
+            raise denied(f"{rule.operation} is for admins.", f"{rule.operation} is admin-only")
+        for need in rule.needs:
+            for resource, action in await self._resources(need, params, judgement.admin):
+                self._decide(judgement, principal, rule, resource, action)
+        return judgement
+
+    async def _read_body(self, request: web.Request, rule: RouteRule) -> bytes | None:
+        if rule.params not in ("mlflow", "json") or rule.access != "policy":
+            return None
+        if request.content_length is not None and request.content_length > MAX_JUDGED_BODY:
+            raise Refused(
+                mlflow_error(BAD_REQUEST, "Request body too large for this operation."),
+                "body too large",
+            )
+        if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+            raise bad_request("Compressed request bodies are not accepted for this operation")
+        body = await request.content.read(MAX_JUDGED_BODY + 1)
+        if len(body) > MAX_JUDGED_BODY:
+            raise Refused(mlflow_error(BAD_REQUEST, "Request body too large."), "body too large")
+        return body
+
+    def _decide(
+        self,
+        judgement: Judgement,
+        principal: Principal,
+        rule: RouteRule,
+        resource: Resource,
+        action: str,
+    ) -> None:
+        decision = self.enforcer.decide(principal, resource.names, action)
+        judgement.decisions.append((resource, decision))
+        if not decision.allowed:
+            raise denied(
+                f"Permission denied: {rule.operation} needs '{action}' on {resource.label}.",
+                decision.explain(),
+            )
+        if principal.scope is not None and (
+            why := scope_refusal(principal.scope, resource, action)
+        ):
+            raise denied(
+                f"Permission denied: this token's scope does not cover {action} on "
+                f"{resource.label}.",
+                f"token {principal.token_id} scope: {why}",
+            )
+
+    def _action(self, need: Need, params: Params) -> str:
+        if need.action == "stage":
+            stages = params.values("stage")
+            if len(stages) != 1 or not stages[0].strip():
+                raise Ambiguous("'stage' is required")
+            return promote(stages[0])
+        if need.action == "alias":
+            aliases = params.values("alias")
+            if len(aliases) != 1:
+                raise Ambiguous("'alias' is required")
+            name = aliases[0]
+            return alias_right(name) if name.lower() in self.protected_aliases else "edit"
+        return need.action
+
+    async def _resources(
+        self, need: Need, params: Params, admin: bool
+    ) -> list[tuple[Resource, str]]:
+        try:
+            values = params.values(need.field) if need.field else []
+            if need.kind == "run" and need.field == "run_id":
+                # MLflow falls back to the deprecated run_uuid; both naming different runs is
+                # two answers to one question.
+                legacy = params.values("run_uuid")
+                if values and legacy and values != legacy:
+                    raise Ambiguous("run_id and run_uuid name different runs")
+                values = values or legacy
+            if need.many and not values and not need.optional and not admin:
+                raise Ambiguous(f"name at least one value in {need.field!r}")
+            if need.field and not need.many and len(values) > 1:
+                raise Ambiguous(f"{need.field!r} given more than once")
+            if need.field and not values:
+                if need.optional or need.many:
+                    return []
+                raise Ambiguous(f"{need.field!r} is required")
+            action = self._action(need, params)
+            resources: list[Resource] = []
+            for value in values or [""]:
+                resources.extend(await self._resolve(need, value, admin))
+            return [(r, action) for r in resources]
+        except Ambiguous as exc:
+            raise bad_request(f"Ambiguous request: {exc}.") from None
+        except NotFound:
+            if need.action == "read":
+                # MLflow will answer 404 itself; passing on reveals nothing of anyone's.
+                return []
+            # A write to something that does not exist yet must not race its creation by someone
+            # else (experiment ids are sequential): answer for MLflow, and do not forward.
+            raise Refused(
+                mlflow_error(NOT_FOUND_RESOURCE, f"{need.field or need.kind} does not exist."),
+                "names a resource that does not exist",
+            ) from None
+        except PermissionError as exc:
+            raise denied(f"Permission denied: {exc}.", str(exc)) from None
+        except LookupFailed as exc:
+            raise Refused(
+                mlflow_error(BAD_GATEWAY, "The gateway could not check this request with MLflow."),
+                f"lookup failed: {exc}",
+            ) from None
+
+    async def _resolve(self, need: Need, value: str, admin: bool) -> list[Resource]:
+        r = self.resolver
+        kind = need.kind
+        if kind == "experiment":
+            return [await r.experiment(value)]
+        if kind == "experiment_name":
+            return [Resource((f"experiment_name:{value}",), f"experiment name {value!r}")]
+        if kind == "experiment_by_name":
+            return [await r.experiment_by_name(value)]
+        if kind == "run":
+            return [await r.run(value)]
+        if kind == "trace":
+            return [await r.trace(value)]
+        if kind == "logged_model":
+            return [await r.logged_model(value)]
+        if kind == "dataset":
+            return await r.dataset(value)
+        if kind == "registered_model":
+            return [model_resource(value)]
+        if kind == "artifact":
+            if admin and not value.strip("/"):
+                return []
+            return [await r.artifact(value)]
+        if kind == "model_source":
+            return [] if admin else await r.model_source(value)
+        if kind == "prompt_uri":
+            name = value.removeprefix("prompts:/").split("/", 1)[0].split("@", 1)[0]
+            return [model_resource(name)]
+        if kind == "artifact_location":
+            if admin:
+                return []
+            raise PermissionError("only admins choose an experiment's artifact location")
+        if kind.startswith("lookup:"):
+            return [await r.lookup(kind.removeprefix("lookup:"), value)]
+        if kind.startswith("object:"):
+            name = kind.removeprefix("object:")
+            return [Resource((name,), name)]
+        if kind.startswith("named:"):
+            name = kind.removeprefix("named:") + value
+            return [Resource((name,), name)]
+        if kind == "graphql":
+            if admin:
+                return []
+            raise PermissionError("GraphQL queries are not yet judged for non-admins")
+        raise LookupFailed(f"no resolver for {kind}")

@@ -1,0 +1,152 @@
+"""Decisions at request time: the policy index, a decision cache, reloads on every replica.
+
+The index is rebuilt off the event loop when the policy changes, then swapped in whole, so a
+request sees either the old or the new policy, never half of each. A change made on any replica is
+announced on a Redis channel; a periodic version check catches announcements lost while Redis was
+away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.authn.principal import AUTHENTICATED_GROUP, Principal
+from gateway.authz.policy import ADMIN_ROLE, Decision, Grouping, PolicyIndex, Rule
+from gateway.store.policies import PolicyStore
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "mlgw:policy:changed"
+POLL_SECONDS = 5.0
+
+
+def subjects_of(principal: Principal) -> frozenset[str]:
+    """The policy subjects a principal speaks for directly (`g` lines may add more)."""
+    subjects = {f"user:{principal.subject}", f"group:{AUTHENTICATED_GROUP}"}
+    subjects.update(f"group:{g}" for g in principal.groups)
+    if principal.is_admin:
+        subjects.add(ADMIN_ROLE)
+    return frozenset(subjects)
+
+
+class Enforcer:
+    def __init__(
+        self, store: PolicyStore, redis: aioredis.Redis, cache_size: int = 100_000
+    ) -> None:
+        self.store = store
+        self._redis = redis
+        self._cache_size = cache_size
+        self._cache: OrderedDict[tuple[frozenset[str], tuple[str, ...], str], Decision] = (
+            OrderedDict()
+        )
+        self.index = PolicyIndex((), ())
+        self.version = -1
+        self._reload_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def load(self) -> None:
+        """Load the policy if the stored version differs from the one in memory."""
+        async with self._reload_lock:
+            snapshot = await self.store.snapshot()
+            if snapshot.version == self.version:
+                return
+            index = await asyncio.to_thread(PolicyIndex, snapshot.rules, snapshot.groupings)
+            self.index, self.version = index, snapshot.version
+            self._cache.clear()
+            log.info(
+                "policy version %s loaded: %s rules, %s groupings",
+                snapshot.version,
+                len(index.rules),
+                len(index.groupings),
+            )
+
+    def decide(self, principal: Principal, names: tuple[str, ...], action: str) -> Decision:
+        key = (subjects_of(principal), names, action)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        decision = self.index.decide(key[0], names, action)
+        self._cache[key] = decision
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return decision
+
+    def is_admin(self, principal: Principal) -> bool:
+        return ADMIN_ROLE in self.index.closure(subjects_of(principal))
+
+    # -- changes ---------------------------------------------------------------------------------
+
+    async def _announce(self) -> None:
+        await self.load()
+        try:
+            await self._redis.publish(CHANNEL, str(self.version))
+        except RedisError as exc:  # other replicas catch up by polling
+            log.warning("could not announce the policy change: %s", exc)
+
+    async def add(
+        self, lines: Iterable[Rule | Grouping], actor: str | None
+    ) -> list[Rule | Grouping]:
+        added = await self.store.add(lines, actor)
+        if added:
+            await self._announce()
+        return added
+
+    async def remove(self, lines: Iterable[Rule | Grouping]) -> list[Rule | Grouping]:
+        removed = await self.store.remove(lines)
+        if removed:
+            await self._announce()
+        return removed
+
+    async def replace_object(self, old: str, new: str | None, actor: str | None) -> int:
+        count = await self.store.replace_object(old, new, actor)
+        if count:
+            await self._announce()
+        return count
+
+    # -- keeping up with other replicas ----------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="policy-listen"),
+            asyncio.create_task(self._poll(), name="policy-poll"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            await self.load()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: the poller keeps us current meanwhile
+                log.warning("policy change listener: %s; retrying", exc)
+                await asyncio.sleep(1.0)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                if await self.store.version() != self.version:
+                    await self.load()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be briefly away; try again next time
+                log.warning("policy version check failed: %s", exc)

@@ -1,0 +1,78 @@
+"""Bookkeeping after MLflow said yes: owners of new things, policies that follow a rename.
+
+The creator of an experiment or registered model becomes its owner (`manage`). Renaming a
+registered model moves the rules on its old name to the new one; deleting it removes them, so a new
+model with the old name inherits nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gateway.authn.principal import Principal
+from gateway.authz.canonical import Params
+from gateway.authz.enforcer import Enforcer
+from gateway.authz.policy import Rule
+from gateway.authz.resolve import Resolver
+
+log = logging.getLogger(__name__)
+
+
+def _first(params: Params, name: str) -> str | None:
+    values = params.values(name)
+    return values[0] if values else None
+
+
+class Hooks:
+    def __init__(self, enforcer: Enforcer, resolver: Resolver) -> None:
+        self.enforcer = enforcer
+        self.resolver = resolver
+
+    async def after_success(
+        self, hook: str, principal: Principal, params: Params, response: dict[str, Any]
+    ) -> list[str]:
+        """Run ``hook``; returns what changed, for the audit log."""
+        owner = f"user:{principal.subject}"
+        if hook == "experiment_created":
+            experiment_id = response.get("experiment_id")
+            if experiment_id is None:
+                return []
+            rule = Rule(owner, f"experiment:{experiment_id}", "manage")
+            await self.enforcer.add([rule], actor=principal.subject)
+            return [f"added '{rule}'"]
+        if hook == "model_created":
+            name = (response.get("registered_model") or {}).get("name")
+            if not name:
+                return []
+            rule = Rule(owner, f"registered_model:{name}", "manage")
+            await self.enforcer.add([rule], actor=principal.subject)
+            return [f"added '{rule}'"]
+        if hook == "model_renamed":
+            old, new = _first(params, "name"), _first(params, "new_name")
+            if not old or not new:
+                return []
+            moved = await self.enforcer.replace_object(
+                f"registered_model:{old}", f"registered_model:{new}", principal.subject
+            )
+            return [f"moved {moved} rule(s) from registered_model:{old} to registered_model:{new}"]
+        if hook == "model_deleted":
+            name = _first(params, "name")
+            if not name:
+                return []
+            removed = await self.enforcer.replace_object(
+                f"registered_model:{name}", None, principal.subject
+            )
+            return [f"removed {removed} rule(s) on registered_model:{name}"]
+        if hook == "experiment_renamed":
+            experiment_id = _first(params, "experiment_id")
+            if experiment_id:
+                self.resolver.forget_experiment(experiment_id)
+            return []
+        if hook == "dataset_changed":
+            dataset_id = _first(params, "dataset_id")
+            if dataset_id:
+                self.resolver.forget_dataset(dataset_id)
+            return []
+        log.error("unknown hook %s", hook)
+        return []

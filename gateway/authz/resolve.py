@@ -1,0 +1,282 @@
+"""Turn what a request names into the resources whose policies govern it.
+
+A run, trace, logged model, dataset or GenAI object belongs to an experiment; an artifact path
+starts with its experiment's id; a model version belongs to its registered model (named in the
+request). Lookups go to MLflow with the gateway's own identity and are cached with bounds. Mappings
+that never change (run → experiment) are kept long; those that can (an experiment's name, a
+dataset's experiments) expire quickly and are dropped when the gateway sees them change.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+import aiohttp
+
+from gateway.authz.canonical import Ambiguous
+
+LOOKUP_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+class NotFound(Exception):
+    """MLflow says the thing does not exist: there is nothing to protect, MLflow will say 404."""
+
+
+class LookupFailed(RuntimeError):
+    """MLflow could not answer a lookup: fail closed."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A governing resource: its policy object names (id first, then name aliases)."""
+
+    names: tuple[str, ...]
+    label: str
+
+    @property
+    def kind(self) -> str:
+        return self.names[0].split(":", 1)[0]
+
+
+def experiment_resource(experiment_id: str, name: str | None) -> Resource:
+    names = (f"experiment:{experiment_id}",) + ((f"experiment_name:{name}",) if name else ())
+    return Resource(names, f"experiment {experiment_id}")
+
+
+def model_resource(name: str) -> Resource:
+    return Resource((f"registered_model:{name}",), f"registered model {name!r}")
+
+
+class BoundedCache:
+    """LRU with a per-entry lifetime."""
+
+    def __init__(self, max_entries: int, ttl: float) -> None:
+        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._max = max_entries
+        self._ttl = ttl
+
+    def get(self, key: str) -> Any:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: str, value: Any) -> None:
+        self._data[key] = (time.monotonic() + self._ttl, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+    def drop(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+_MISSING = ("RESOURCE_DOES_NOT_EXIST",)
+_EXPERIMENT_ID = re.compile(r"^[0-9]{1,19}$")
+
+# GenAI objects keyed by their own id: where MLflow tells which experiment owns them.
+LOOKUPS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    # kind: (path, query parameter, JSON path to the experiment id)
+    "issue": ("/api/3.0/mlflow/issues/{}", "", ("issue", "experiment_id")),
+    "label_schema": (
+        "/api/3.0/mlflow/label-schemas/get",
+        "schema_id",
+        ("label_schema", "experiment_id"),
+    ),
+    "review_queue": (
+        "/api/3.0/mlflow/review-queues/get",
+        "queue_id",
+        ("review_queue", "experiment_id"),
+    ),
+    "prompt_job": ("/api/3.0/mlflow/prompt-optimization/jobs/{}", "", ("job", "experiment_id")),
+}
+
+
+def canonical_artifact_path(raw: str) -> list[str]:
+    """Decode like MLflow's path validation (until stable) and split; refuse traversal."""
+    path = raw
+    for _ in range(10):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    else:
+        raise Ambiguous("the artifact path is encoded too many times")
+    if "\\" in path or "\x00" in path or path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        raise Ambiguous("invalid artifact path")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise Ambiguous("artifact paths must not contain '..'")
+    return parts
+
+
+def _dig(data: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+class Resolver:
+    def __init__(
+        self,
+        session: Callable[[], aiohttp.ClientSession],
+        upstream_url: str,
+        max_entries: int = 50_000,
+    ) -> None:
+        self._session = session
+        self._base = upstream_url.rstrip("/")
+        # Never change once created: long lifetime, bounded size.
+        self.owner_of = BoundedCache(max_entries, ttl=24 * 3600)
+        # Can change (rename, dataset membership): short lifetime, dropped on change.
+        self.experiment_names = BoundedCache(max_entries, ttl=30)
+        self.dataset_experiments = BoundedCache(max_entries, ttl=30)
+
+    async def _get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        try:
+            async with self._session().get(
+                self._base + path, params=params, timeout=LOOKUP_TIMEOUT
+            ) as response:
+                if response.status == 404:
+                    raise NotFound(path)
+                body = await response.json(content_type=None)
+                if (
+                    response.status == 400
+                    and isinstance(body, dict)
+                    and body.get("error_code") in _MISSING
+                ):
+                    raise NotFound(path)
+                if response.status == 400:
+                    # Not a lookup we can answer: refuse rather than let MLflow act unjudged.
+                    raise Ambiguous("MLflow rejects the id this request names")
+                if response.status != 200 or not isinstance(body, dict):
+                    raise LookupFailed(f"MLflow answered {response.status} to {path}")
+                return body
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise LookupFailed(f"lookup {path} failed: {type(exc).__name__}") from exc
+
+    async def _cached(
+        self, cache: BoundedCache, key: str, fetch: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        value = cache.get(key)
+        if value is None:
+            value = await fetch()
+            cache.put(key, value)
+        return value
+
+    async def experiment(self, experiment_id: str) -> Resource:
+        if not _EXPERIMENT_ID.match(experiment_id):
+            raise Ambiguous(f"invalid experiment id {experiment_id!r}")
+
+        async def fetch() -> str:
+            data = await self._get(
+                "/api/2.0/mlflow/experiments/get", {"experiment_id": experiment_id}
+            )
+            return str(_dig(data, ("experiment", "name")) or "")
+
+        name = await self._cached(self.experiment_names, experiment_id, fetch)
+        return experiment_resource(experiment_id, name or None)
+
+    async def experiment_by_name(self, name: str) -> Resource:
+        data = await self._get("/api/2.0/mlflow/experiments/get-by-name", {"experiment_name": name})
+        experiment_id = str(_dig(data, ("experiment", "experiment_id")))
+        self.experiment_names.put(experiment_id, name)
+        return experiment_resource(experiment_id, name)
+
+    async def _owner(
+        self, key: str, path: str, params: dict[str, str] | None, where: tuple[str, ...]
+    ) -> Resource:
+        async def fetch() -> str:
+            found = _dig(await self._get(path, params), where)
+            if found is None or not _EXPERIMENT_ID.match(str(found)):
+                raise LookupFailed(f"{path} named no experiment")
+            return str(found)
+
+        return await self.experiment(await self._cached(self.owner_of, key, fetch))
+
+    async def run(self, run_id: str) -> Resource:
+        return await self._owner(
+            f"run:{run_id}",
+            "/api/2.0/mlflow/runs/get",
+            {"run_id": run_id},
+            ("run", "info", "experiment_id"),
+        )
+
+    async def trace(self, trace_id: str) -> Resource:
+        return await self._owner(
+            f"trace:{trace_id}",
+            f"/api/3.0/mlflow/traces/{quote(trace_id, safe='')}",
+            None,
+            ("trace", "trace_info", "trace_location", "mlflow_experiment", "experiment_id"),
+        )
+
+    async def logged_model(self, model_id: str) -> Resource:
+        return await self._owner(
+            f"logged_model:{model_id}",
+            f"/api/2.0/mlflow/logged-models/{quote(model_id, safe='')}",
+            None,
+            ("model", "info", "experiment_id"),
+        )
+
+    async def lookup(self, kind: str, object_id: str) -> Resource:
+        path, param, where = LOOKUPS[kind]
+        if param:
+            return await self._owner(f"{kind}:{object_id}", path, {param: object_id}, where)
+        return await self._owner(
+            f"{kind}:{object_id}", path.format(quote(object_id, safe="")), None, where
+        )
+
+    async def dataset(self, dataset_id: str) -> list[Resource]:
+        async def fetch() -> list[str]:
+            data = await self._get(
+                f"/api/3.0/mlflow/datasets/{quote(dataset_id, safe='')}/experiment-ids"
+            )
+            return [str(e) for e in data.get("experiment_ids", [])]
+
+        ids = await self._cached(self.dataset_experiments, dataset_id, fetch)
+        return [await self.experiment(e) for e in ids]
+
+    async def artifact(self, raw_path: str) -> Resource:
+        parts = canonical_artifact_path(raw_path)
+        if not parts:
+            raise PermissionError("listing the whole artifact store is for admins")
+        if not _EXPERIMENT_ID.match(parts[0]):
+            raise Ambiguous("artifact paths start with an experiment id")
+        return await self.experiment(parts[0])
+
+    async def model_source(self, source: str) -> list[Resource]:
+        """What a new model version's `source` points at; the caller must be able to read it."""
+        if source.startswith("runs:/"):
+            run_id = source[len("runs:/") :].split("/", 1)[0]
+            return [await self.run(run_id)]
+        if source.startswith("models:/m-"):
+            return [await self.logged_model(source[len("models:/") :].split("/", 1)[0])]
+        if source.startswith("models:/"):
+            name = source[len("models:/") :].split("/", 1)[0].split("@", 1)[0]
+            return [model_resource(name)]
+        if source.startswith("mlflow-artifacts:/"):
+            return [await self.artifact(source[len("mlflow-artifacts:/") :].lstrip("/"))]
+        raise PermissionError(
+            "a model version's source must be a runs:/, models:/ or mlflow-artifacts:/ URI "
+            "(other locations can only be registered by an admin)"
+        )
+
+    def forget_experiment(self, experiment_id: str) -> None:
+        self.experiment_names.drop(experiment_id)
+
+    def forget_dataset(self, dataset_id: str) -> None:
+        self.dataset_experiments.drop(dataset_id)
