@@ -34,12 +34,12 @@ from gateway.authz.enforcer import Enforcer
 from gateway.authz.filters import SearchFilter
 from gateway.authz.hooks import Hooks
 from gateway.authz.policy import parse_lines
-from gateway.authz.resolve import Resolver
+from gateway.authz.resolve import LookupFailed, Resolver
 from gateway.authz.routes import RouteTable
 from gateway.config import Settings
 from gateway.context import context_of
 from gateway.edge import edge_middleware
-from gateway.errors import BAD_REQUEST, NOT_FOUND, PERMISSION_DENIED, mlflow_error
+from gateway.errors import BAD_GATEWAY, BAD_REQUEST, NOT_FOUND, PERMISSION_DENIED, mlflow_error
 from gateway.observability import (
     Metrics,
     Observability,
@@ -292,6 +292,8 @@ async def _filtered_search(request: web.Request, judgement: Judgement) -> web.Re
         )
     except Ambiguous as exc:
         return mlflow_error(BAD_REQUEST, f"Ambiguous request: {exc}.")
+    except LookupFailed:
+        return mlflow_error(BAD_GATEWAY, "The MLflow server behind this gateway did not answer.")
     return web.json_response(payload, status=status)
 
 

@@ -13,6 +13,7 @@ import click
 
 from gateway import __version__
 from gateway.cli_accounts import groups, tokens, users
+from gateway.cli_policy import policy
 from gateway.config import (
     ConfigError,
     Settings,
@@ -101,6 +102,7 @@ def dev(port: int | None, data_dir: Path | None, mlflow_workers: int) -> None:
 main.add_command(users)
 main.add_command(groups)
 main.add_command(tokens)
+main.add_command(policy)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,7 +20,7 @@ import aiohttp
 from gateway.authn.principal import Principal
 from gateway.authz.canonical import Ambiguous, Params
 from gateway.authz.enforcer import Enforcer
-from gateway.authz.resolve import experiment_resource, model_resource
+from gateway.authz.resolve import LookupFailed, experiment_resource, model_resource
 
 LOOKUP_TIMEOUT = aiohttp.ClientTimeout(total=60)
 # Upstream pages fetched for one client page at most; past that the page is returned short, with a
@@ -110,8 +110,11 @@ class SearchFilter:
                 (k, v) for k, vs in params.items() for v in (vs if isinstance(vs, list) else [vs])
             ]
             request = self._session().get(url, params=flat, timeout=LOOKUP_TIMEOUT)
-        async with request as response:
-            return response.status, await response.json(content_type=None)
+        try:
+            async with request as response:
+                return response.status, await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise LookupFailed(f"search {spec.path} failed: {type(exc).__name__}") from exc
 
     async def search(
         self, name: str, params: Params, principal: Principal

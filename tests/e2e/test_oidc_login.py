@@ -124,6 +124,10 @@ def gw(
         GATEWAY_JWT_AUDIENCE=AUDIENCE,
         GATEWAY_LOCKOUT_IP_THRESHOLD="1000",
     )
+    # Groups from the IdP meet the gateway's policy: team-a reads the Default experiment, the
+    # service account's group may log runs into it.
+    gateway.cli("policy", "add", "p", "group:team-a", "experiment:0", "read")
+    gateway.cli("policy", "add", "p", "group:ml-robots", "experiment:0", "edit")
     yield gateway
     gateway.stop()
 

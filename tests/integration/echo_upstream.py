@@ -57,7 +57,7 @@ def _handler(state: EchoState) -> type[BaseHTTPRequestHandler]:
             for name, value in self.headers.items():
                 headers.setdefault(name.lower(), []).append(value)
             state.requests.append(Recorded(self.command, self.path, headers, size))
-            if self.path.startswith("/stream-held"):
+            if self.path.endswith("/held"):
                 self._stream_held()
                 return
             body = json.dumps({"path": self.path, "headers": headers, "body_size": size}).encode()

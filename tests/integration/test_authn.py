@@ -218,8 +218,21 @@ def test_mlflow_client_without_credentials_fails_with_401(
 # -- identity stamping -----------------------------------------------------------------------------
 
 
+def _own_experiment(gw: Gateway, auth: dict[str, str]) -> str:
+    status, _, body = request(
+        gw,
+        "/api/2.0/mlflow/experiments/create",
+        "POST",
+        {**auth, "Content-Type": "application/json"},
+        json.dumps({"name": f"carol-{time.time_ns()}"}).encode(),
+    )
+    assert status == 200, body
+    return json.loads(body)["experiment_id"]
+
+
 def test_client_cannot_claim_another_identity(gw: Gateway) -> None:
     auth = basic("carol", "carol-password-1")
+    experiment_id = _own_experiment(gw, auth)
     status, _, body = request(
         gw,
         "/api/2.0/mlflow/runs/create",
@@ -227,7 +240,7 @@ def test_client_cannot_claim_another_identity(gw: Gateway) -> None:
         {**auth, "Content-Type": "application/json", "X-Remote-User": "admin"},
         json.dumps(
             {
-                "experiment_id": "0",
+                "experiment_id": experiment_id,
                 "userId": "admin",
                 "tags": [{"key": "mlflow.user", "value": "admin"}],
             }

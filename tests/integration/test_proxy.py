@@ -158,7 +158,8 @@ def test_response_streams_to_client_before_upstream_finishes(
     state.release.clear()
     with socket.create_connection(("127.0.0.1", gw.port)) as conn:
         conn.sendall(
-            f"GET /stream-held HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n"
+            "GET /api/2.0/mlflow-artifacts/artifacts/0/held HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{gw.port}\r\n"
             f"Authorization: {gw.auth['Authorization']}\r\n\r\n".encode()
         )
         conn.settimeout(10)

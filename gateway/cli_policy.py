@@ -1,0 +1,263 @@
+"""`mlflow-gateway policy`: read, change and explain the authorization policy from a shell."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.authn.principal import Principal
+from gateway.authz.enforcer import CHANNEL, subjects_of
+from gateway.authz.policy import Grouping, PolicyError, PolicyIndex, Rule, parse_lines
+from gateway.cli_accounts import data_dir_option
+from gateway.config import ConfigError, Settings, load_settings
+from gateway.store.db import create_engine
+from gateway.store.migrate import upgrade_database
+from gateway.store.policies import PolicyStore
+from gateway.store.users import UserStore
+
+T = TypeVar("T")
+
+
+def _settings(data_dir: str | None) -> Settings:
+    try:
+        return load_settings(data_dir=Path(data_dir) if data_dir else None)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        sys.exit(2)
+
+
+def _run(
+    action: Callable[[PolicyStore, UserStore], Awaitable[T]], data_dir: str | None, notify: bool
+) -> T:
+    settings = _settings(data_dir)
+
+    async def main() -> T:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            await upgrade_database(engine)
+            result = await action(PolicyStore(engine), UserStore(engine))
+        finally:
+            await engine.dispose()
+        if notify:
+            await _announce(settings.redis_url)
+        return result
+
+    try:
+        return asyncio.run(main())
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _announce(redis_url: str) -> None:
+    """Tell running gateways at once; they also notice by themselves within seconds."""
+    client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        await client.publish(CHANNEL, "cli")
+    except RedisError:
+        click.echo("note: Redis unreachable; gateways pick the change up within 5 s", err=True)
+    finally:
+        await client.aclose()
+
+
+def subject_name(text: str, default_kind: str) -> str:
+    """`bob` → `user:bob` (or `group:` for groups); prefixed names stay as they are."""
+    return text if ":" in text else f"{default_kind}:{text}"
+
+
+def _line(kind: str, args: tuple[str, ...]) -> Rule | Grouping:
+    if kind == "p" and len(args) in (3, 4):
+        return Rule(subject_name(args[0], "user"), *args[1:]).validate()
+    if kind == "g" and len(args) == 2:
+        return Grouping(subject_name(args[0], "user"), subject_name(args[1], "group")).validate()
+    raise click.UsageError("use: p SUBJECT OBJECT ACTION [allow|deny]   or   g USER GROUP")
+
+
+@click.group()
+def policy() -> None:
+    """Authorization rules: add, remove, list, import, export, check, who-can."""
+
+
+@policy.command("add")
+@click.argument("kind", type=click.Choice(["p", "g"]))
+@click.argument("args", nargs=-1, required=True)
+@data_dir_option
+def policy_add(kind: str, args: tuple[str, ...], data_dir: str | None) -> None:
+    """Add `p SUBJECT OBJECT ACTION [allow|deny]` or `g USER GROUP`."""
+    line = _line(kind, args)
+
+    async def action(store: PolicyStore, _: UserStore) -> list[Any]:
+        return await store.add([line], actor="cli")
+
+    added = _run(action, data_dir, notify=True)
+    click.echo(f"added: {line}" if added else f"already present: {line}")
+
+
+@policy.command("remove")
+@click.argument("kind", type=click.Choice(["p", "g"]))
+@click.argument("args", nargs=-1, required=True)
+@data_dir_option
+def policy_remove(kind: str, args: tuple[str, ...], data_dir: str | None) -> None:
+    """Remove a `p` or `g` line (written as for `add`)."""
+    line = _line(kind, args)
+
+    async def action(store: PolicyStore, _: UserStore) -> list[Any]:
+        return await store.remove([line])
+
+    removed = _run(action, data_dir, notify=True)
+    if not removed:
+        raise click.ClickException(f"no such line: {line}")
+    click.echo(f"removed: {line}")
+
+
+@policy.command("list")
+@click.option("--subject", default=None, help="Only lines of this subject.")
+@click.option("--object", "object_", default=None, help="Only rules on this object pattern.")
+@click.option("--action", default=None, help="Only rules with this action.")
+@data_dir_option
+def policy_list(
+    subject: str | None, object_: str | None, action: str | None, data_dir: str | None
+) -> None:
+    """List the policy as CSV lines."""
+
+    async def load(store: PolicyStore, _: UserStore) -> Any:
+        return await store.snapshot()
+
+    snapshot = _run(load, data_dir, notify=False)
+    for rule in snapshot.rules:
+        if subject and rule.subject != subject_name(subject, "user"):
+            continue
+        if (object_ and rule.object != object_) or (action and rule.action != action):
+            continue
+        click.echo(str(rule))
+    if not object_ and not action:
+        for grouping in snapshot.groupings:
+            if subject and subject_name(subject, "user") not in (grouping.member, grouping.group):
+                continue
+            click.echo(str(grouping))
+
+
+@policy.command("export")
+@data_dir_option
+def policy_export(data_dir: str | None) -> None:
+    """Write the whole policy as CSV to standard output."""
+
+    async def load(store: PolicyStore, _: UserStore) -> Any:
+        return await store.snapshot()
+
+    snapshot = _run(load, data_dir, notify=False)
+    click.echo(f"# mlflow-gateway policy, version {snapshot.version}")
+    for line in (*snapshot.rules, *snapshot.groupings):
+        click.echo(str(line))
+
+
+@policy.command("import")
+@click.argument("file", type=click.File("r"))
+@click.option("--replace", is_flag=True, help="Remove every line not in FILE (admins keep theirs).")
+@data_dir_option
+def policy_import(file: Any, replace: bool, data_dir: str | None) -> None:
+    """Add every line of a policy CSV (`-` for standard input); nothing changes on an error."""
+    try:
+        lines = parse_lines(file.read())
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def action(store: PolicyStore, _: UserStore) -> tuple[int, int]:
+        removed: list[Any] = []
+        if replace:
+            snapshot = await store.snapshot()
+            wanted = set(lines)
+            stale = [
+                old
+                for old in (*snapshot.rules, *snapshot.groupings)
+                if old not in wanted and old != Rule("role:admin", "*", "*")
+            ]
+            removed = await store.remove(stale)
+        added = await store.add(lines, actor="cli import")
+        return len(added), len(removed)
+
+    added, removed = _run(action, data_dir, notify=True)
+    click.echo(f"imported: {added} added, {removed} removed, {len(lines) - added} already present")
+
+
+async def _principal_for(users: UserStore, name: str) -> Principal:
+    user = await users.get(name)
+    if user is None:
+        # Someone known only to the IdP: judge them with their name alone.
+        return Principal(subject=name, method="anonymous")
+    return Principal(
+        subject=user.username,
+        method="password",
+        groups=frozenset(user.groups),
+        is_admin=user.is_admin,
+    )
+
+
+@policy.command("check")
+@click.argument("user")
+@click.argument("object_")
+@click.argument("action")
+@click.option(
+    "--group", "groups", multiple=True, help="Also a member of GROUP (e.g. from the IdP)."
+)
+@data_dir_option
+def policy_check(
+    user: str, object_: str, action: str, groups: tuple[str, ...], data_dir: str | None
+) -> None:
+    """May USER do ACTION on OBJECT? Prints the deciding rule; exit 0 on allow, 1 on deny."""
+
+    async def explain(store: PolicyStore, users: UserStore) -> Any:
+        snapshot = await store.snapshot()
+        principal = await _principal_for(users, user.removeprefix("user:"))
+        principal = Principal(
+            subject=principal.subject,
+            method=principal.method,
+            groups=principal.groups | frozenset(groups),
+            is_admin=principal.is_admin,
+        )
+        index = PolicyIndex(snapshot.rules, snapshot.groupings)
+        return index.decide(subjects_of(principal), (object_,), action)
+
+    decision = _run(explain, data_dir, notify=False)
+    click.echo(f"{'allow' if decision.allowed else 'deny'}: {decision.explain()}")
+    sys.exit(0 if decision.allowed else 1)
+
+
+@policy.command("who-can")
+@click.argument("object_")
+@click.argument("action")
+@data_dir_option
+def policy_who_can(object_: str, action: str, data_dir: str | None) -> None:
+    """List the users and groups that may do ACTION on OBJECT, each with the rule that allows it."""
+
+    async def who(store: PolicyStore, users: UserStore) -> list[tuple[str, str]]:
+        snapshot = await store.snapshot()
+        index = PolicyIndex(snapshot.rules, snapshot.groupings)
+        found: list[tuple[str, str]] = []
+        for decision in index.subjects_with((object_,), action):
+            found.append((decision.object, str(decision.rule)))
+        named = {subject for subject, _ in found}
+        for record in await users.list():
+            principal = Principal(
+                subject=record.username,
+                method="password",
+                groups=frozenset(record.groups),
+                is_admin=record.is_admin,
+            )
+            subject = f"user:{record.username}"
+            if subject in named or record.disabled:
+                continue
+            decision = index.decide(subjects_of(principal), (object_,), action)
+            if decision.allowed:
+                found.append((subject, str(decision.rule)))
+        return sorted(found)
+
+    for subject, rule in _run(who, data_dir, notify=False):
+        click.echo(f"{subject}\t{rule}")
