@@ -270,6 +270,16 @@ api(
     artifact(action="edit"),
     params="none",
 )
+# Flask registers the same two routes; the native FastAPI ones above shadow them in MLflow, and
+# they carry the same rule here so that whichever answers, the judgement is the same.
+api("GET", _ART + "/artifacts/<path:artifact_path>", "DownloadArtifact", artifact(), params="none")
+api(
+    "PUT",
+    _ART + "/artifacts/<path:artifact_path>",
+    "UploadArtifact",
+    artifact(action="edit"),
+    params="none",
+)
 api(
     "DELETE",
     _ART + "/artifacts/<path:artifact_path>",
