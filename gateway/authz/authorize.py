@@ -17,6 +17,7 @@ from gateway.authz.actions import alias as alias_right
 from gateway.authz.actions import promote
 from gateway.authz.canonical import MAX_JUDGED_BODY, Ambiguous, Params, canonical_params
 from gateway.authz.enforcer import Enforcer
+from gateway.authz.graphql import Unjudgeable, graphql_needs
 from gateway.authz.policy import Decision
 from gateway.authz.resolve import (
     LookupFailed,
@@ -117,9 +118,45 @@ class Authorizer:
         if rule.admin_only and not judgement.admin:
             raise denied(f"{rule.operation} is for admins.", f"{rule.operation} is admin-only")
         for need in rule.needs:
-            for resource, action in await self._resources(need, params, judgement.admin):
+            if need.kind == "graphql":
+                resolved = [] if judgement.admin else await self._graphql(params)
+            else:
+                resolved = await self._resources(need, params, judgement.admin)
+            for resource, action in resolved:
                 self._decide(judgement, principal, rule, resource, action)
         return judgement
+
+    async def _graphql(self, params: Params) -> list[tuple[Resource, str]]:
+        try:
+            needs = graphql_needs(params.body or {})
+            resources: list[Resource] = []
+            for need in needs:
+                if need.kind == "experiment":
+                    resources.append(await self.resolver.experiment(need.value))
+                elif need.kind == "run":
+                    resources.append(await self.resolver.run(need.value))
+                elif need.kind == "registered_model":
+                    resources.append(model_resource(need.value))
+                else:
+                    resources.extend(
+                        model_resource(name)
+                        for name in await self.resolver.models_of_run(need.value)
+                    )
+        except Ambiguous as exc:
+            raise bad_request(f"Ambiguous request: {exc}.") from None
+        except Unjudgeable as exc:
+            raise denied(
+                f"Permission denied: the gateway cannot judge {exc}; only admins may use it.",
+                f"unjudgeable GraphQL: {exc}",
+            ) from None
+        except NotFound:
+            return []
+        except LookupFailed as exc:
+            raise Refused(
+                mlflow_error(BAD_GATEWAY, "The gateway could not check this request with MLflow."),
+                f"lookup failed: {exc}",
+            ) from None
+        return [(r, "read") for r in resources]
 
     async def _read_body(self, request: web.Request, rule: RouteRule) -> bytes | None:
         if rule.params not in ("mlflow", "json") or rule.access != "policy":
@@ -259,8 +296,4 @@ class Authorizer:
         if kind.startswith("named:"):
             name = kind.removeprefix("named:") + value
             return [Resource((name,), name)]
-        if kind == "graphql":
-            if admin:
-                return []
-            raise PermissionError("GraphQL queries are not yet judged for non-admins")
         raise LookupFailed(f"no resolver for {kind}")

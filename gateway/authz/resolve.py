@@ -275,6 +275,15 @@ class Resolver:
             "(other locations can only be registered by an admin)"
         )
 
+    async def models_of_run(self, run_id: str) -> list[str]:
+        """Names of the registered models with a version made from ``run_id``."""
+        if not re.match(r"^[0-9a-f]{32}$", run_id):
+            raise Ambiguous("invalid run id")
+        data = await self._get(
+            "/api/2.0/mlflow/model-versions/search", {"filter": f"run_id='{run_id}'"}
+        )
+        return sorted({str(v.get("name")) for v in data.get("model_versions", [])})
+
     def forget_experiment(self, experiment_id: str) -> None:
         self.experiment_names.drop(experiment_id)
 

@@ -766,8 +766,9 @@ for _m, _suffix in (
     ajax(_m, "/3.0/mlflow/assistant" + _suffix, "Assistant", **REFUSED, params="none")
 
 # -- GraphQL: parsed and judged field by field ----------------------------------------------------
+# MLflow's /graphql reads the JSON body for GET and POST alike.
 for _m in ("GET", "POST"):
-    raw(_m, "/graphql", "GraphQL", Need("graphql"))
+    raw(_m, "/graphql", "GraphQL", Need("graphql"), params="json")
 
 RULES: tuple[RouteRule, ...] = tuple(_RULES)
 
