@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from gateway.authn.oidc import OidcClient
 
 GATEWAY_PREFIX = "/.gateway/"
+REFUSED_HEADER = "X-Gateway-Refused"
 STATIC_DIR = Path(__file__).with_name("static")
 SHIPPED_POLICY = Path(__file__).with_name("policy_files") / "bootstrap.csv"
 
@@ -257,6 +258,8 @@ async def _forward(request: web.Request) -> web.StreamResponse:
         judgement = await request.app[AUTHORIZER].judge(request, ctx.principal)
     except Refused as refused:
         ctx.authz_refusal = refused.reason
+        # Says who refused: the gateway, not MLflow (clients and tests can tell the two apart).
+        refused.response.headers[REFUSED_HEADER] = "authorization"
         return refused.response
     ctx.judgement = judgement
     body = judgement.body
@@ -270,7 +273,9 @@ async def _forward(request: web.Request) -> web.StreamResponse:
             body = stamp_identity(request.path, params.body, ctx.principal) or body
         except ForeignIdentity as exc:
             ctx.authz_refusal = str(exc)
-            return mlflow_error(PERMISSION_DENIED, str(exc))
+            return mlflow_error(
+                PERMISSION_DENIED, str(exc), headers={REFUSED_HEADER: "authorization"}
+            )
     rule = judgement.rule
     if rule.filter and params is not None and not judgement.admin:
         return await _filtered_search(request, judgement)

@@ -49,7 +49,7 @@ def login_redirect(request: web.Request) -> web.HTTPFound:
 
 
 def _refusal(failure: AuthFailure) -> web.Response:
-    headers = {"WWW-Authenticate": CHALLENGE}
+    headers = {"WWW-Authenticate": CHALLENGE, "X-Gateway-Refused": "authentication"}
     if failure.retry_after is not None:
         headers["Retry-After"] = str(failure.retry_after)
         return web.json_response(
@@ -93,6 +93,7 @@ def authn_middleware(
                 PERMISSION_DENIED,
                 "Cross-origin request refused: requests made with a browser session must come "
                 "from this site's own pages.",
+                headers={"X-Gateway-Refused": "authentication"},
             )
         return await handler(request)
 
