@@ -64,6 +64,13 @@ def bad_request(message: str) -> Refused:
     return Refused(mlflow_error(BAD_REQUEST, message), f"ambiguous request: {message}")
 
 
+def _one(params: Params, name: str) -> str:
+    values = params.values(name)
+    if len(values) != 1:
+        raise Ambiguous(f"{name!r} is required once")
+    return values[0]
+
+
 def decoded_path(raw_path: str) -> str:
     """The path as MLflow routes it (uvicorn percent-decodes it once)."""
     return unquote(raw_path.split("?", 1)[0])
@@ -235,7 +242,14 @@ class Authorizer:
             resources: list[Resource] = []
             for value in values or [""]:
                 resources.extend(await self._resolve(need, value, admin))
-            return [(r, action) for r in resources]
+            judged = [(r, action) for r in resources]
+            if need.action == "stage" and values:
+                # Taking a version out of Production changes what is deployed: it needs the
+                # Production right too, not only the target stage's.
+                current = await self.resolver.version_stage(values[0], _one(params, "version"))
+                if current == "production" and promote(current) != action:
+                    judged += [(r, promote(current)) for r in resources]
+            return judged
         except Ambiguous as exc:
             raise bad_request(f"Ambiguous request: {exc}.") from None
         except NotFound:
@@ -256,6 +270,18 @@ class Authorizer:
                 f"lookup failed: {exc}",
             ) from None
 
+    async def _readable_through_models(
+        self, experiment: Resource, logged_model: str, need: Need
+    ) -> Resource:
+        """A logged model (and its files) may also be read by readers of the registered models
+        made from it: a model-only reader can load `models:/<name>@champion` without reading the
+        training experiment. Only for reading: writing still needs the experiment."""
+        if need.action != "read":
+            return experiment
+        models = await self.resolver.models_using(logged_model)
+        names = experiment.names + tuple(f"registered_model:{m}" for m in models)
+        return Resource(names, experiment.label)
+
     async def _resolve(self, need: Need, value: str, admin: bool) -> list[Resource]:
         r = self.resolver
         kind = need.kind
@@ -270,7 +296,7 @@ class Authorizer:
         if kind == "trace":
             return [await r.trace(value)]
         if kind == "logged_model":
-            return [await r.logged_model(value)]
+            return [await self._readable_through_models(await r.logged_model(value), value, need)]
         if kind == "dataset":
             return await r.dataset(value)
         if kind == "registered_model":
@@ -278,7 +304,10 @@ class Authorizer:
         if kind == "artifact":
             if admin and not value.strip("/"):
                 return []
-            return [await r.artifact(value)]
+            experiment, logged_model = await r.artifact(value)
+            if logged_model is None:
+                return [experiment]
+            return [await self._readable_through_models(experiment, logged_model, need)]
         if kind == "model_source":
             return [] if admin else await r.model_source(value)
         if kind == "prompt_uri":

@@ -56,7 +56,17 @@ class Hooks:
                 f"registered_model:{old}", f"registered_model:{new}", principal.subject
             )
             return [f"moved {moved} rule(s) from registered_model:{old} to registered_model:{new}"]
+        if hook == "version_created":
+            # Readers of the model may now load the logged model it was made from.
+            source = _first(params, "source") or ""
+            if source.startswith("models:/"):
+                self.resolver.model_users.drop(source.removeprefix("models:/").split("/", 1)[0])
+            return []
+        if hook == "version_deleted":
+            self.resolver.model_users.clear()
+            return []
         if hook == "model_deleted":
+            self.resolver.model_users.clear()
             name = _first(params, "name")
             if not name:
                 return []

@@ -145,6 +145,7 @@ class Resolver:
         # Can change (rename, dataset membership): short lifetime, dropped on change.
         self.experiment_names = BoundedCache(max_entries, ttl=30)
         self.dataset_experiments = BoundedCache(max_entries, ttl=30)
+        self.model_users = BoundedCache(max_entries, ttl=30)
 
     async def _get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         try:
@@ -250,13 +251,29 @@ class Resolver:
         ids = await self._cached(self.dataset_experiments, dataset_id, fetch)
         return [await self.experiment(e) for e in ids]
 
-    async def artifact(self, raw_path: str) -> Resource:
+    async def artifact(self, raw_path: str) -> tuple[Resource, str | None]:
+        """The owning experiment, and the logged model when the path is inside one."""
         parts = canonical_artifact_path(raw_path)
         if not parts:
             raise PermissionError("listing the whole artifact store is for admins")
         if not _EXPERIMENT_ID.match(parts[0]):
             raise Ambiguous("artifact paths start with an experiment id")
-        return await self.experiment(parts[0])
+        logged_model = parts[2] if len(parts) > 2 and parts[1] == "models" else None
+        return await self.experiment(parts[0]), logged_model
+
+    async def models_using(self, logged_model_id: str) -> list[str]:
+        """Registered models with a version made from the logged model (its readers may load it)."""
+
+        async def fetch() -> list[str]:
+            data = await self._get(
+                "/api/2.0/mlflow/model-versions/search",
+                {"filter": f"source_path='models:/{logged_model_id}'"},
+            )
+            return sorted({str(v.get("name")) for v in data.get("model_versions", [])})
+
+        if not re.match(r"^m-[0-9a-f]{32}$", logged_model_id):
+            return []
+        return list(await self._cached(self.model_users, logged_model_id, fetch))
 
     async def model_source(self, source: str) -> list[Resource]:
         """What a new model version's `source` points at; the caller must be able to read it."""
@@ -269,11 +286,19 @@ class Resolver:
             name = source[len("models:/") :].split("/", 1)[0].split("@", 1)[0]
             return [model_resource(name)]
         if source.startswith("mlflow-artifacts:/"):
-            return [await self.artifact(source[len("mlflow-artifacts:/") :].lstrip("/"))]
+            resource, _ = await self.artifact(source[len("mlflow-artifacts:/") :].lstrip("/"))
+            return [resource]
         raise PermissionError(
             "a model version's source must be a runs:/, models:/ or mlflow-artifacts:/ URI "
             "(other locations can only be registered by an admin)"
         )
+
+    async def version_stage(self, name: str, version: str) -> str:
+        """A model version's current stage, lower case (never cached: it is what may change)."""
+        data = await self._get(
+            "/api/2.0/mlflow/model-versions/get", {"name": name, "version": version}
+        )
+        return str(_dig(data, ("model_version", "current_stage")) or "none").lower()
 
     async def models_of_run(self, run_id: str) -> list[str]:
         """Names of the registered models with a version made from ``run_id``."""

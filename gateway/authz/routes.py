@@ -477,10 +477,11 @@ api(
     run(optional=True),
     lmodel(optional=True),
     Need("model_source", "source", "read", optional=True),
+    hook="version_created",
 )
 api("PATCH", _MV + "/update", "UpdateModelVersion", model(action="edit"))
 api("POST", _MV + "/transition-stage", "TransitionModelVersionStage", model(action="stage"))
-api("DELETE", _MV + "/delete", "DeleteModelVersion", model(action="manage"))
+api("DELETE", _MV + "/delete", "DeleteModelVersion", model(action="manage"), hook="version_deleted")
 api("GET", _MV + "/get", "GetModelVersion", model())
 api("GET", _MV + "/search", "SearchModelVersions", filter="model_versions")
 api("GET", _MV + "/get-download-uri", "GetModelVersionDownloadUri", model())
