@@ -14,6 +14,9 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.audit.api import AuditApi
+from gateway.audit.record import audit_middleware, security_event
+from gateway.audit.writer import AuditWriter, new_instance_id
 from gateway.authn.authenticator import (
     SECURE_SESSION_COOKIE,
     SESSION_COOKIE,
@@ -76,6 +79,7 @@ AUTHORIZER = web.AppKey("authorizer", Authorizer)
 SEARCH = web.AppKey("search_filter", SearchFilter)
 HOOKS = web.AppKey("hooks", Hooks)
 PUBSUB_REDIS = web.AppKey("pubsub_redis", aioredis.Redis)
+AUDIT = web.AppKey("audit", AuditWriter)
 
 
 def _jwt_validator(app: web.Application, settings: Settings) -> BearerValidator | None:
@@ -169,15 +173,25 @@ def create_app(settings: Settings) -> web.Application:
     oidc = _oidc_client(app, settings, redis)
     public_origin = origin_of(settings.effective_public_url)
     idp_origins = (origin_of(settings.oidc_issuer),) if settings.oidc_issuer else ()
+    audit = AuditWriter(
+        redis,
+        settings.data_dir / "audit-spool",
+        new_instance_id(),
+        maxlen=settings.audit_maxlen,
+        spool_max_bytes=settings.audit_spool_max_bytes,
+    )
+    metrics.watch_audit(audit)
     app.middlewares.extend(
         [
             edge_middleware(settings.trusted_proxies),
+            audit_middleware(audit, settings.audit_required),
             metrics_middleware(metrics),
             page_headers_middleware(idp_origins),
             authn_middleware(authenticator, public_origin),
         ]
     )
     app[SETTINGS] = settings
+    app[AUDIT] = audit
     app[METRICS] = metrics
     app[REDIS] = redis
     app[DATABASE] = engine
@@ -211,6 +225,7 @@ def create_app(settings: Settings) -> web.Application:
             "mlflow": http_check(lambda: app[PROXY].session, f"{settings.upstream_url}/health"),
             "redis": _redis_check(app),
             "database": _database_check(app),
+            "audit": _audit_check(app),
         },
     )
     pages = AuthPages(
@@ -222,11 +237,13 @@ def create_app(settings: Settings) -> web.Application:
         settings.effective_public_url,
         settings.local_users,
         settings.oidc_display_name,
+        audit,
     )
     app.router.add_get(GATEWAY_PREFIX + "healthz", observability.healthz)
     app.router.add_get(GATEWAY_PREFIX + "readyz", observability.readyz)
     app.router.add_get(GATEWAY_PREFIX + "metrics", observability.metrics_page)
     app.router.add_routes(pages.routes())
+    app.router.add_get(GATEWAY_PREFIX + "api/audit", AuditApi(redis, app[ENFORCER]).search)
     app.router.add_static(GATEWAY_PREFIX + "static/", STATIC_DIR)
     app.router.add_route("*", "/.gateway/{tail:.*}", _gateway_not_found)
     app.router.add_route("*", "/{tail:.*}", _forward)
@@ -241,9 +258,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await app[ENFORCER].store.bootstrap(parse_lines(policy_file.read_text()))
     await app[ENFORCER].load()
     app[ENFORCER].start()
+    app[AUDIT].start()
+    security_event(app[AUDIT], "gateway_started", subject="gateway", settings=settings.redacted())
     app[IDP_HTTP] = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
     await app[PROXY].start()
     yield
+    security_event(app[AUDIT], "gateway_stopped", subject="gateway")
+    await app[AUDIT].stop()
     await app[ENFORCER].stop()
     await app[PUBSUB_REDIS].aclose()
     await app[PROXY].close()
@@ -317,6 +338,7 @@ async def _gateway_not_found(request: web.Request) -> web.Response:
 def _redis_check(app: web.Application) -> ReadinessCheck:
     async def check() -> None:
         await app[REDIS].ping()
+        return None
 
     return check
 
@@ -324,5 +346,20 @@ def _redis_check(app: web.Application) -> ReadinessCheck:
 def _database_check(app: web.Application) -> ReadinessCheck:
     async def check() -> None:
         await ping(app[DATABASE])
+        return None
+
+    return check
+
+
+def _audit_check(app: web.Application) -> ReadinessCheck:
+    async def check() -> str:
+        writer = app[AUDIT]
+        spooled = writer.state.spooled_bytes
+        if not writer.can_store:
+            raise RuntimeError(f"spool full ({spooled} bytes) and Redis unreachable")
+        if spooled:
+            warning = " — WARNING: near its bound" if writer.spool_near_bound else ""
+            return f"spooling to disk ({spooled} bytes of {writer.spool_max_bytes}){warning}"
+        return f"stream ok ({writer.state.written} events written, {writer.backlog} queued)"
 
     return check

@@ -45,6 +45,12 @@ def _run(action: Callable[[UserStore, TokenStore], Awaitable[T]], data_dir: str 
         raise click.ClickException(str(exc)) from None
 
 
+def _audit(data_dir: str | None, kind: str, **details: Any) -> None:
+    from gateway.cli_audit import record_cli_change
+
+    record_cli_change(load_settings(data_dir=Path(data_dir) if data_dir else None), kind, **details)
+
+
 def _read_password(password_stdin: bool) -> str:
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -101,6 +107,7 @@ def users_add(
         return await store.add(name, password_hash, groups=groups, is_admin=admin)
 
     _run(action, data_dir)
+    _audit(data_dir, "user_created", user=name, groups=list(groups), admin=admin, sso_only=sso_only)
     click.echo(f"user {name} created")
 
 
@@ -116,6 +123,7 @@ def users_passwd(name: str, password_stdin: bool, data_dir: str | None) -> None:
         await store.set_password(name, password_hash)
 
     _run(action, data_dir)
+    _audit(data_dir, "password_changed", user=name)
     click.echo(f"password of {name} changed")
 
 
@@ -129,6 +137,7 @@ def users_disable(name: str, data_dir: str | None) -> None:
         await store.set_disabled(name, True)
 
     _run(action, data_dir)
+    _audit(data_dir, "user_disabled", user=name)
     click.echo(f"user {name} disabled")
 
 
@@ -142,6 +151,7 @@ def users_enable(name: str, data_dir: str | None) -> None:
         await store.set_disabled(name, False)
 
     _run(action, data_dir)
+    _audit(data_dir, "user_enabled", user=name)
     click.echo(f"user {name} enabled")
 
 
@@ -203,6 +213,7 @@ def groups_add_member(group: str, user: str, data_dir: str | None) -> None:
         await store.add_member(group, user)
 
     _run(action, data_dir)
+    _audit(data_dir, "group_member_added", user=user, group=group)
     click.echo(f"{user} added to {group}")
 
 
@@ -217,6 +228,7 @@ def groups_remove_member(group: str, user: str, data_dir: str | None) -> None:
         await store.remove_member(group, user)
 
     _run(action, data_dir)
+    _audit(data_dir, "group_member_removed", user=user, group=group)
     click.echo(f"{user} removed from {group}")
 
 
@@ -250,6 +262,7 @@ def tokens_create(
         return await store.create(owner, name, expires_in=lifetime, scope=scope)
 
     record, secret = _run(action, data_dir)
+    _audit(data_dir, "token_created", token=record.id, owner=owner, scope=list(scopes))
     expiry = record.expires_at.isoformat() if record.expires_at else "never"
     click.echo(f"token {record.id} ({name}) for {owner}, expires {expiry}", err=True)
     click.echo("store it now: it is not shown again", err=True)
@@ -312,4 +325,5 @@ def tokens_revoke(token_id: str, data_dir: str | None) -> None:
         return await store.revoke(token_id)
 
     record = _run(action, data_dir)
+    _audit(data_dir, "token_revoked", token=record.id, owner=record.owner)
     click.echo(f"token {record.id} ({record.name}) of {record.owner} revoked")

@@ -16,6 +16,7 @@ from gateway.authn.principal import Principal
 from gateway.authz.enforcer import CHANNEL, subjects_of
 from gateway.authz.policy import Grouping, PolicyError, PolicyIndex, Rule, parse_lines
 from gateway.cli_accounts import data_dir_option
+from gateway.cli_audit import record_cli_change
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.store.db import create_engine
 from gateway.store.migrate import upgrade_database
@@ -97,6 +98,8 @@ def policy_add(kind: str, args: tuple[str, ...], data_dir: str | None) -> None:
         return await store.add([line], actor="cli")
 
     added = _run(action, data_dir, notify=True)
+    if added:
+        record_cli_change(_settings(data_dir), "policy_added", rule=str(line))
     click.echo(f"added: {line}" if added else f"already present: {line}")
 
 
@@ -114,6 +117,7 @@ def policy_remove(kind: str, args: tuple[str, ...], data_dir: str | None) -> Non
     removed = _run(action, data_dir, notify=True)
     if not removed:
         raise click.ClickException(f"no such line: {line}")
+    record_cli_change(_settings(data_dir), "policy_removed", rule=str(line))
     click.echo(f"removed: {line}")
 
 
@@ -184,6 +188,7 @@ def policy_import(file: Any, replace: bool, data_dir: str | None) -> None:
         return len(added), len(removed)
 
     added, removed = _run(action, data_dir, notify=True)
+    record_cli_change(_settings(data_dir), "policy_imported", added=added, removed=removed)
     click.echo(f"imported: {added} added, {removed} removed, {len(lines) - added} already present")
 
 

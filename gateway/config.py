@@ -251,6 +251,20 @@ class Settings:
         "bootstrap policy CSV loaded into an empty installation (default: the shipped one)",
     )
 
+    # Audit.
+    audit_maxlen: int = _opt(
+        "AUDIT_MAXLEN", 10_000_000, _parse_seconds, "events kept in the Redis stream (approximate)"
+    )
+    audit_spool_max_bytes: int = _opt(
+        "AUDIT_SPOOL_MAX_BYTES", 1024**3, _parse_seconds, "bound of the on-disk spool, in bytes"
+    )
+    audit_required: bool = _opt(
+        "AUDIT_REQUIRED",
+        False,
+        _parse_bool,
+        "refuse changes (503) when an audit event could be stored neither in Redis nor the spool",
+    )
+
     # Sessions and brute-force protection.
     session_idle_timeout: int = _opt(
         "SESSION_IDLE_TIMEOUT", 8 * 3600, _parse_seconds, "seconds a session may sit unused"

@@ -6,16 +6,18 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
 from gateway.context import context_of
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ReadinessCheck = Callable[[], Awaitable[None]]
+# A check raises when its dependency is not ready; it may return a detail (e.g. a warning).
+ReadinessCheck = Callable[[], Awaitable[str | None]]
 
 READINESS_TIMEOUT = 2.0
 
@@ -69,6 +71,27 @@ class Metrics:
             ),
         )
 
+    def watch_audit(self, writer: Any) -> None:
+        """Gauges read from the audit writer at scrape time."""
+        spool = Gauge(
+            "gateway_audit_spool_bytes", "Audit events waiting on disk", registry=self.registry
+        )
+        spool.set_function(lambda: writer.state.spooled_bytes)
+        near = Gauge(
+            "gateway_audit_spool_near_bound",
+            "1 when the spool is above 80% of its bound",
+            registry=self.registry,
+        )
+        near.set_function(lambda: 1 if writer.spool_near_bound else 0)
+        dropped = Gauge(
+            "gateway_audit_events_dropped", "Audit events lost (spool full)", registry=self.registry
+        )
+        dropped.set_function(lambda: writer.state.dropped)
+        written = Gauge(
+            "gateway_audit_events_written", "Audit events stored in Redis", registry=self.registry
+        )
+        written.set_function(lambda: writer.state.written)
+
 
 def route_class(path: str) -> str:
     """A coarse, bounded label for metrics: never the raw path (unbounded cardinality)."""
@@ -116,12 +139,12 @@ def metrics_middleware(metrics: Metrics) -> Callable[..., Awaitable[web.StreamRe
 async def _run_check(check: ReadinessCheck) -> tuple[bool, str]:
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(check(), READINESS_TIMEOUT)
+        detail = await asyncio.wait_for(check(), READINESS_TIMEOUT)
     except TimeoutError:
         return False, f"no answer within {READINESS_TIMEOUT:g}s"
     except Exception as exc:  # any failure means "not ready"; the reason is reported, not raised
         return False, f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-    return True, f"ok in {1000 * (time.perf_counter() - started):.0f} ms"
+    return True, detail or f"ok in {1000 * (time.perf_counter() - started):.0f} ms"
 
 
 class Observability:
@@ -155,5 +178,6 @@ def http_check(session_factory: Callable[[], aiohttp.ClientSession], url: str) -
         async with session_factory().get(url, allow_redirects=False) as response:
             if response.status != 200:
                 raise RuntimeError(f"HTTP {response.status} from {url}")
+        return None
 
     return check

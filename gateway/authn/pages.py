@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp_jinja2
 from aiohttp import web
 
+from gateway.audit.record import security_event
+from gateway.audit.writer import AuditWriter
 from gateway.authn.authenticator import Authenticator
 from gateway.authn.credentials import STATE_TTL, IdentityProviderError, LoginRefused
 from gateway.authn.csrf import form_token_matches, origin_of, same_origin
@@ -45,6 +47,7 @@ class AuthPages:
         public_url: str,
         local_users: bool,
         sso_name: str,
+        audit: AuditWriter,
     ) -> None:
         self.auth = authenticator
         self.oidc = oidc
@@ -53,6 +56,19 @@ class AuthPages:
         self.public_origin = origin_of(public_url)
         self.local_users = local_users
         self.sso_name = sso_name
+        self.audit = audit
+
+    def _event(self, request: web.Request, kind: str, **details: Any) -> None:
+        ctx = context_of(request)
+        security_event(
+            self.audit,
+            kind,
+            actor_principal=ctx.principal if ctx.principal.authenticated else None,
+            subject=details.pop("subject", None),
+            client_ip=ctx.client_ip,
+            request_id=ctx.request_id,
+            **details,
+        )
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -112,6 +128,7 @@ class AuthPages:
         response = web.HTTPSeeOther(target)
         self._set_session_cookie(response, session_id)
         log.info("sign-in: %s via %s from %s", username, method, context_of(request).client_ip)
+        self._event(request, "login", subject=username, method=method, groups=list(groups))
         return response
 
     # -- sign-in ---------------------------------------------------------------------------------
@@ -155,6 +172,14 @@ class AuthPages:
         )
         if outcome.failure is not None:
             context_of(request).auth_refusal = outcome.failure.reason
+            self._event(
+                request,
+                "lockout" if outcome.failure.status == 429 else "login",
+                subject=username,
+                outcome="failure",
+                method="password",
+                reason=outcome.failure.reason,
+            )
             response = self._page(
                 request,
                 "login.html",
@@ -189,6 +214,7 @@ class AuthPages:
 
     def _sso_error(self, request: web.Request, message: str, status: int) -> web.Response:
         context_of(request).auth_refusal = f"sso: {message}"
+        self._event(request, "login", outcome="failure", method="oidc", reason=message)
         response = self._page(
             request,
             "login.html",
@@ -249,6 +275,7 @@ class AuthPages:
         response.del_cookie(self.cookies.session_name, path="/")
         if session is not None:
             log.info("sign-out: %s", session.subject)
+            self._event(request, "logout", subject=session.subject)
         return response
 
     # -- personal tokens -------------------------------------------------------------------------
@@ -306,6 +333,9 @@ class AuthPages:
             context = await self._tokens_context(request)
             return self._page(request, "tokens.html", {**context, "error": str(exc)}, 400)
         log.info("token created: %s for %s", record.id, owner)
+        self._event(
+            request, "token_created", token=record.id, owner=owner, scope=record.scope.words()
+        )
         context = await self._tokens_context(request)
         return self._page(request, "tokens.html", {**context, "created": record, "secret": secret})
 
@@ -317,4 +347,5 @@ class AuthPages:
         except StoreError as exc:
             raise web.HTTPNotFound(text=str(exc)) from None
         log.info("token revoked: %s by %s", record.id, owner)
+        self._event(request, "token_revoked", token=record.id, owner=owner)
         raise web.HTTPSeeOther("/.gateway/tokens")

@@ -1,0 +1,154 @@
+"""Turning what happened into audit events: one per request, and security/admin events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.audit.events import REVIEW_PARAMS
+from gateway.audit.writer import AuditWriter
+from gateway.authn.principal import Principal
+from gateway.context import RequestContext, context_of
+from gateway.errors import UNAVAILABLE, mlflow_error
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Probes would drown the trail in noise; they change nothing and reveal nothing.
+UNAUDITED = frozenset({"/.gateway/healthz", "/.gateway/readyz", "/.gateway/metrics"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def actor(principal: Principal) -> dict[str, Any]:
+    return {
+        "subject": principal.subject,
+        "method": principal.method,
+        "token_id": principal.token_id,
+        "groups": sorted(principal.groups),
+        "admin": principal.is_admin,
+    }
+
+
+def _decision(ctx: RequestContext, status: int) -> str:
+    if ctx.auth_refusal is not None:
+        return (
+            "unauthenticated" if status in (401, 429) or not ctx.principal.authenticated else "deny"
+        )
+    if ctx.authz_refusal is not None:
+        return "deny"
+    if ctx.upstream_error is not None:
+        return "error"
+    return "allow"
+
+
+def _review_params(ctx: RequestContext) -> dict[str, str]:
+    params = getattr(ctx.judgement, "params", None)
+    if params is None:
+        return {}
+    kept: dict[str, str] = {}
+    for name in REVIEW_PARAMS:
+        try:
+            values = params.values(name)
+        except ValueError:
+            continue
+        if values:
+            kept[name] = values[0]
+    return kept
+
+
+def request_event(
+    writer: AuditWriter,
+    request: web.Request,
+    ctx: RequestContext,
+    status: int,
+    bytes_out: int,
+) -> dict[str, Any]:
+    event = writer.new("request")
+    judgement = ctx.judgement
+    decisions = [
+        {
+            "resource": resource.names[0],
+            "action": decision.action,
+            "allowed": decision.allowed,
+            "rule": str(decision.rule) if decision.rule else None,
+        }
+        for resource, decision in (judgement.decisions if judgement else [])
+    ]
+    event.update(
+        request_id=ctx.request_id,
+        actor=actor(ctx.principal),
+        client={"ip": ctx.client_ip, "user_agent": request.headers.get("User-Agent", "")[:256]},
+        http={"method": request.method, "path": request.path, "status": status},
+        operation=judgement.rule.operation if judgement else None,
+        decisions=decisions,
+        resources=sorted({d["resource"] for d in decisions}),
+        action=decisions[-1]["action"] if decisions else None,
+        decision=_decision(ctx, status),
+        reason=ctx.auth_refusal or ctx.authz_refusal,
+        params=_review_params(ctx),
+        upstream_status=ctx.upstream_status,
+        bytes_in=request.content.total_bytes if request.body_exists else 0,
+        bytes_out=bytes_out,
+        latency_ms=round(1000 * (time.perf_counter() - ctx.started), 2),
+        policy_changes=ctx.policy_changes,
+    )
+    return event
+
+
+def audit_middleware(
+    writer: AuditWriter, required: bool
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in UNAUDITED:
+            return await handler(request)
+        ctx = context_of(request)
+        if required and request.method not in SAFE_METHODS and not writer.can_store:
+            ctx.authz_refusal = "audit storage unavailable (GATEWAY_AUDIT_REQUIRED)"
+            writer.emit(request_event(writer, request, ctx, 503, 0))
+            return mlflow_error(
+                UNAVAILABLE, "Changes are refused while the audit trail cannot be stored."
+            )
+        status, bytes_out = 500, 0
+        try:
+            response = await handler(request)
+            status = response.status
+            bytes_out = (
+                response.body_length
+                if response.prepared
+                else len(getattr(response, "body", b"") or b"")
+            )
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            writer.emit(request_event(writer, request, ctx, status, bytes_out))
+
+    return record
+
+
+def security_event(
+    writer: AuditWriter,
+    kind: str,
+    *,
+    actor_principal: Principal | None = None,
+    subject: str | None = None,
+    client_ip: str | None = None,
+    request_id: str | None = None,
+    outcome: str = "success",
+    **details: Any,
+) -> None:
+    """Sign-ins, lockouts, sign-outs, tokens, users, groups, policy: who, what, how it ended."""
+    event = writer.new("security")
+    event.update(
+        event=kind,
+        outcome=outcome,
+        actor=actor(actor_principal) if actor_principal else {"subject": subject},
+        client={"ip": client_ip},
+        request_id=request_id,
+        details=details,
+    )
+    writer.emit(event)

@@ -1,0 +1,269 @@
+"""Audit events to a Redis stream: queued, pipelined in batches, spooled to disk when Redis is away.
+
+`emit` never waits: it chains the event (sequence number and hash of the previous event of this
+instance) and queues it. A background task drains the queue in batches into one MULTI/EXEC that
+also records, per instance, the last sequence number stored. When Redis cannot be reached, batches
+go to an append-only spool file (fsync'd per batch) and every later event follows them there, so
+order is kept; when Redis is back the spool is replayed in order. A replayed event keeps its id and
+sequence number, and events whose number Redis already has are skipped: a replay that crashed half
+way duplicates nothing when it runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.audit.events import GENESIS, base_event, canonical, chain_hash
+
+log = logging.getLogger(__name__)
+
+STREAM = "mlgw:audit"
+LAST_SEQ = "mlgw:audit:seq:"
+BATCH = 500
+REPLAY_INTERVAL = 1.0
+
+
+def new_instance_id(kind: str = "gw") -> str:
+    """This process's chain: host, pid and start time make it unique across restarts."""
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
+
+
+@dataclass
+class WriterState:
+    spooled_bytes: int = 0
+    redis_ok: bool = True
+    dropped: int = 0
+    written: int = 0
+
+
+class AuditWriter:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        spool_dir: Path,
+        instance: str,
+        *,
+        maxlen: int = 10_000_000,
+        spool_max_bytes: int = 1024**3,
+    ) -> None:
+        self._redis = redis
+        self.spool_dir = spool_dir
+        self.instance = instance
+        self._maxlen = maxlen
+        self.spool_max_bytes = spool_max_bytes
+        self._seq = 0
+        self._prev = GENESIS
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._spool_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.state = WriterState()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- producing ---------------------------------------------------------------------------
+
+    def new(self, kind: str) -> dict[str, Any]:
+        return base_event(kind, self.instance)
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Chain and queue; never blocks, never raises for Redis."""
+        self._seq += 1
+        event["seq"] = self._seq
+        event["prev"] = self._prev
+        event["hash"] = chain_hash(self._prev, event)
+        self._prev = event["hash"]
+        self._idle.clear()
+        self._queue.put_nowait(event)
+
+    @property
+    def can_store(self) -> bool:
+        """False when an event could land neither in Redis nor in the spool."""
+        return self.state.redis_ok or self.state.spooled_bytes < self.spool_max_bytes
+
+    @property
+    def spool_near_bound(self) -> bool:
+        return self.state.spooled_bytes >= 0.8 * self.spool_max_bytes
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.state.spooled_bytes = sum(p.stat().st_size for p in self._spool_files())
+        self._tasks = [
+            asyncio.create_task(self._drain(), name="audit-drain"),
+            asyncio.create_task(self._replay_loop(), name="audit-replay"),
+        ]
+
+    async def stop(self, within: float = 5.0) -> None:
+        """Deliver what is queued (to Redis or the spool), then stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.flush(), within)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # Anything still queued is written to the spool rather than lost.
+        leftovers = self._take(self._queue.qsize())
+        if leftovers:
+            await self._spool(leftovers)
+
+    async def flush(self) -> None:
+        """Wait until every queued event is in Redis or in the spool."""
+        await self._idle.wait()
+
+    # -- delivering --------------------------------------------------------------------------
+
+    def _take(self, limit: int) -> list[dict[str, Any]]:
+        batch: list[dict[str, Any]] = []
+        while len(batch) < limit:
+            try:
+                batch.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return batch
+
+    async def _drain(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first, *self._take(BATCH - 1)]
+            await self._deliver(batch)
+            if self._queue.empty():
+                self._idle.set()
+
+    async def _deliver(self, batch: list[dict[str, Any]]) -> None:
+        async with self._spool_lock:
+            spooling = self.state.spooled_bytes > 0
+        if not spooling:
+            try:
+                await self._xadd(batch)
+                self.state.redis_ok = True
+                return
+            except (RedisError, OSError) as exc:
+                if self.state.redis_ok:
+                    log.warning(
+                        "audit: Redis unreachable (%s); spooling to %s", exc, self.spool_dir
+                    )
+                self.state.redis_ok = False
+        await self._spool(batch)
+
+    async def _xadd(self, batch: list[dict[str, Any]]) -> None:
+        last: dict[str, int] = {}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for event in batch:
+                pipe.xadd(
+                    STREAM,
+                    {"e": canonical(event)},
+                    maxlen=self._maxlen,
+                    approximate=True,
+                )
+                last[event["instance"]] = max(last.get(event["instance"], 0), event["seq"])
+            for instance, seq in last.items():
+                pipe.set(LAST_SEQ + instance, seq)
+            await pipe.execute()
+        self.state.written += len(batch)
+
+    def _spool_path(self) -> Path:
+        return self.spool_dir / f"{self.instance}.jsonl"
+
+    def _spool_files(self) -> list[Path]:
+        if not self.spool_dir.is_dir():
+            return []
+        # Oldest first: a previous process's spool is replayed before this one's.
+        return sorted(self.spool_dir.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
+
+    async def _spool(self, batch: list[dict[str, Any]]) -> None:
+        data = b"".join(canonical(e) + b"\n" for e in batch)
+        async with self._spool_lock:
+            if self.state.spooled_bytes + len(data) > self.spool_max_bytes:
+                self.state.dropped += len(batch)
+                log.error(
+                    "audit: spool full (%s bytes); %s events lost", self.spool_max_bytes, len(batch)
+                )
+                return
+            await asyncio.to_thread(_append_durably, self._spool_path(), data)
+            self.state.spooled_bytes += len(data)
+
+    # -- replaying the spool -----------------------------------------------------------------
+
+    async def _replay_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPLAY_INTERVAL)
+            if not self._spool_files():
+                continue
+            try:
+                await self.replay()
+            except (RedisError, OSError) as exc:
+                log.debug("audit: replay postponed: %s", exc)
+
+    async def replay(self) -> int:
+        """Move every spooled event to Redis, in order, exactly once. Returns how many were sent."""
+        sent = 0
+        async with self._spool_lock:
+            for path in self._spool_files():
+                sent += await self._replay_file(path)
+                size = path.stat().st_size
+                path.unlink()
+                self.state.spooled_bytes = max(0, self.state.spooled_bytes - size)
+            self.state.redis_ok = True
+        if sent:
+            log.info("audit: replayed %s spooled events", sent)
+        return sent
+
+    async def _replay_file(self, path: Path) -> int:
+        stored: dict[str, int] = {}
+        sent = 0
+        batch: list[dict[str, Any]] = []
+        for event in _read_spool(path):
+            instance = event["instance"]
+            if instance not in stored:
+                raw = await self._redis.get(LAST_SEQ + instance)
+                stored[instance] = int(raw) if raw else 0
+            if event["seq"] <= stored[instance]:
+                continue  # already in Redis: a replay that stopped half way left it there
+            batch.append(event)
+            if len(batch) >= BATCH:
+                await self._xadd(batch)
+                sent += len(batch)
+                batch = []
+        if batch:
+            await self._xadd(batch)
+            sent += len(batch)
+        return sent
+
+
+def _append_durably(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_spool(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open("rb") as spool:
+        for line in spool:
+            if not line.endswith(b"\n"):
+                break  # a line cut by a crash mid-write was never acknowledged
+            try:
+                yield json.loads(line)
+            except ValueError:
+                log.error("audit: unreadable line in %s skipped", path)

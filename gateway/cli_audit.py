@@ -1,0 +1,277 @@
+"""`mlflow-gateway audit`: search, follow, export and verify the trail; CLI changes audited."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import redis.asyncio as aioredis
+
+from gateway.audit.record import security_event
+from gateway.audit.review import AuditQuery, follow, search, verify
+from gateway.audit.writer import AuditWriter, new_instance_id
+from gateway.config import ConfigError, Settings, load_settings
+
+EXPORT_FIELDS = (
+    "time",
+    "type",
+    "event",
+    "request_id",
+    "actor",
+    "client_ip",
+    "method",
+    "path",
+    "status",
+    "operation",
+    "resources",
+    "action",
+    "decision",
+    "rule",
+    "reason",
+    "params",
+)
+
+
+def _settings(data_dir: str | None) -> Settings:
+    try:
+        return load_settings(data_dir=Path(data_dir) if data_dir else None)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        sys.exit(2)
+
+
+@asynccontextmanager
+async def cli_audit(settings: Settings) -> AsyncIterator[AuditWriter]:
+    """An audit writer for one CLI command: its events reach Redis, or the shared spool."""
+    redis = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    writer = AuditWriter(
+        redis,
+        settings.data_dir / "audit-spool",
+        new_instance_id("cli"),
+        maxlen=settings.audit_maxlen,
+        spool_max_bytes=settings.audit_spool_max_bytes,
+    )
+    writer.start()
+    try:
+        yield writer
+    finally:
+        await writer.stop()
+        await redis.aclose()
+
+
+def record_cli_change(settings: Settings, kind: str, **details: Any) -> None:
+    """Audit an admin change made from the shell (who: the OS user running the command)."""
+
+    async def emit() -> None:
+        async with cli_audit(settings) as writer:
+            security_event(writer, kind, subject=f"cli:{_os_user()}", **details)
+
+    asyncio.run(emit())
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """ISO 8601, or relative: `15m`, `2h`, `7d` ago."""
+    if not text:
+        return None
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    if text[-1:] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: use ISO 8601 (2026-11-26T10:00) or 15m, 2h, 7d"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _flat(event: dict[str, Any]) -> dict[str, str]:
+    http = event.get("http") or {}
+    decisions = event.get("decisions") or []
+    return {
+        "time": event.get("time", ""),
+        "type": event.get("type", ""),
+        "event": event.get("event", ""),
+        "request_id": event.get("request_id") or "",
+        "actor": (event.get("actor") or {}).get("subject") or "",
+        "client_ip": (event.get("client") or {}).get("ip") or "",
+        "method": http.get("method", ""),
+        "path": http.get("path", ""),
+        "status": str(http.get("status", "")),
+        "operation": event.get("operation") or "",
+        "resources": " ".join(event.get("resources") or []),
+        "action": event.get("action") or "",
+        "decision": event.get("decision") or event.get("outcome") or "",
+        "rule": "; ".join(d["rule"] for d in decisions if d.get("rule")),
+        "reason": event.get("reason") or "",
+        "params": json.dumps(event.get("params") or event.get("details") or {}, sort_keys=True),
+    }
+
+
+def _line(event: dict[str, Any]) -> str:
+    f = _flat(event)
+    what = f["operation"] or f["event"] or f"{f['method']} {f['path']}"
+    extra = f" {f['params']}" if f["params"] not in ("{}", "") else ""
+    return (
+        f"{f['time']}  {f['actor'] or '-':<16} {f['decision']:<15} {what} "
+        f"{f['resources']}{extra}".rstrip()
+    )
+
+
+query_options = [
+    click.option("--actor", default=None, help="Subject (user name or service account)."),
+    click.option("--resource", default=None, help="e.g. registered_model:fraud or experiment:*"),
+    click.option("--action", default=None, help="e.g. promote:production, edit, read"),
+    click.option("--decision", default=None, help="allow, deny, unauthenticated, error"),
+    click.option("--status", type=int, default=None, help="HTTP status"),
+    click.option("--type", "kind", default=None, help="request or security"),
+]
+
+
+def _with_query(fn: Any) -> Any:
+    for option in reversed(query_options):
+        fn = option(fn)
+    return fn
+
+
+def _query(kw: dict[str, Any], since: str | None = None, until: str | None = None) -> AuditQuery:
+    return AuditQuery(
+        actor=kw["actor"],
+        resource=kw["resource"],
+        action=kw["action"],
+        decision=kw["decision"],
+        status=kw["status"],
+        type=kw["kind"],
+        since=parse_time(since),
+        until=parse_time(until),
+    )
+
+
+data_dir_option = click.option(
+    "--data-dir", envvar="GATEWAY_DATA_DIR", type=click.Path(file_okay=False)
+)
+
+
+@click.group()
+def audit() -> None:
+    """The audit trail: search, tail, export, verify."""
+
+
+@audit.command("search")
+@_with_query
+@click.option("--since", default=None, help="ISO time or 15m / 2h / 7d ago.")
+@click.option("--until", default=None, help="ISO time or 15m / 2h / 7d ago.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
+@data_dir_option
+def audit_search(
+    since: str | None, until: str | None, limit: int, as_json: bool, data_dir: str | None, **kw: Any
+) -> None:
+    """Events matching every filter, newest first."""
+    settings = _settings(data_dir)
+    query = _query(kw, since, until)
+
+    async def run() -> list[dict[str, Any]]:
+        redis = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            events, _ = await search(redis, query, limit)
+            return events
+        finally:
+            await redis.aclose()
+
+    for event in asyncio.run(run()):
+        click.echo(json.dumps(event, sort_keys=True) if as_json else _line(event))
+
+
+@audit.command("tail")
+@_with_query
+@click.option("--json", "as_json", is_flag=True)
+@data_dir_option
+def audit_tail(as_json: bool, data_dir: str | None, **kw: Any) -> None:
+    """Follow new events as they arrive (Ctrl-C to stop)."""
+    settings = _settings(data_dir)
+    query = _query(kw)
+
+    async def run() -> None:
+        redis = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            async for event in follow(redis, query):
+                click.echo(json.dumps(event, sort_keys=True) if as_json else _line(event))
+        finally:
+            await redis.aclose()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+@audit.command("export")
+@click.option("--since", required=True)
+@click.option("--until", required=True)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@_with_query
+@data_dir_option
+def audit_export(since: str, until: str, fmt: str, data_dir: str | None, **kw: Any) -> None:
+    """Every matching event between two times, oldest first, as JSON lines or CSV."""
+    settings = _settings(data_dir)
+    query = _query(kw, since, until)
+
+    async def run() -> list[dict[str, Any]]:
+        redis = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            events, cursor = await search(redis, query, 10_000)
+            while cursor:
+                more, cursor = await search(redis, query, 10_000, cursor)
+                events.extend(more)
+            return list(reversed(events))
+        finally:
+            await redis.aclose()
+
+    events = asyncio.run(run())
+    if fmt == "jsonl":
+        for event in events:
+            click.echo(json.dumps(event, sort_keys=True))
+        return
+    writer = csv.DictWriter(sys.stdout, fieldnames=EXPORT_FIELDS)
+    writer.writeheader()
+    for event in events:
+        writer.writerow(_flat(event))
+
+
+@audit.command("verify")
+@data_dir_option
+def audit_verify(data_dir: str | None) -> None:
+    """Check every chain for gaps, edits and reorderings; exit 0 only when intact."""
+    settings = _settings(data_dir)
+
+    async def run() -> Any:
+        redis = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            return await verify(redis)
+        finally:
+            await redis.aclose()
+
+    report = asyncio.run(run())
+    for problem in report.problems:
+        click.echo(f"PROBLEM: {problem}")
+    state = "intact" if report.intact else f"NOT intact ({len(report.problems)} problems)"
+    click.echo(f"{report.events} events from {report.instances} gateway instances: {state}")
+    sys.exit(0 if report.intact else 1)
