@@ -24,6 +24,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import random
 import re
 import statistics
@@ -609,6 +610,8 @@ def render(results: dict[str, Any]) -> str:
             f"- Date: {results['started_utc']} (UTC)",
             f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']} GiB RAM, "
             f"Linux {m['kernel']}; Python {m['python']}, pycasbin {results['pycasbin']}",
+            f"- Load average (1 min) at start / end: {results['loadavg_start']:.2f} / "
+            f"{results['loadavg_end']:.2f}",
             "",
             "Random policies, seeded (same policy every run): teams own experiments by name prefix "
             "and models by prefix, creators own what they created, departments read their teams' "
@@ -718,8 +721,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--casbin-seconds",
         type=float,
-        default=25.0,
-        help="time budget of plain pycasbin per policy (default 25)",
+        default=30.0,
+        help="time budget of plain pycasbin per policy (default 30)",
     )
     args = parser.parse_args(argv)
     started = datetime.now(UTC)
@@ -730,8 +733,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_info(),
         "pycasbin": version("pycasbin"),
         "casbin_seconds": args.casbin_seconds,
+        "loadavg_start": os.getloadavg()[0],
         "workloads": [measure(w, args.casbin_seconds) for w in WORKLOADS],
     }
+    results["loadavg_end"] = os.getloadavg()[0]
     results["duration_s"] = time.perf_counter() - clock
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     saved = RESULTS_DIR / f"{started.strftime('%Y%m%dT%H%M%SZ')}-decisions.json"

@@ -279,6 +279,7 @@ async def _forward(request: web.Request) -> web.StreamResponse:
         judgement = await request.app[AUTHORIZER].judge(request, ctx.principal)
     except Refused as refused:
         ctx.authz_refusal = refused.reason
+        ctx.judgement = refused.judgement
         # Says who refused: the gateway, not MLflow (clients and tests can tell the two apart).
         refused.response.headers[REFUSED_HEADER] = "authorization"
         return refused.response

@@ -58,10 +58,11 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
 
-def start_redis(workdir: Path) -> RedisServer:
+def start_redis(workdir: Path, port: int | None = None) -> RedisServer:
+    """A private redis-server; its append-only file in ``workdir`` survives a SIGKILL."""
     binary = find_redis_server()
     assert binary, "redis-server is required for the tests"
-    port = free_port()
+    port = port or free_port()
     argv = redis_server_argv(binary, port, workdir)
     child = start_child("redis", argv, workdir / "redis.log", dict(os.environ))
     deadline = time.monotonic() + 20

@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway.audit.events import REVIEW_PARAMS
 from gateway.audit.writer import AuditWriter
 from gateway.authn.principal import Principal
+from gateway.authz.canonical import camel
 from gateway.context import RequestContext, context_of
 from gateway.errors import UNAVAILABLE, mlflow_error
 
@@ -49,12 +50,12 @@ def _review_params(ctx: RequestContext) -> dict[str, str]:
         return {}
     kept: dict[str, str] = {}
     for name in REVIEW_PARAMS:
-        try:
-            values = params.values(name)
-        except ValueError:
-            continue
-        if values:
-            kept[name] = values[0]
+        if params.body is not None:
+            value = params.body.get(name, params.body.get(camel(name)))
+        else:
+            value = (params.query.get(name) or [None])[0]
+        if isinstance(value, str | int | float | bool):
+            kept[name] = str(value)
     return kept
 
 

@@ -44,6 +44,8 @@ class Refused(Exception):
         super().__init__(reason)
         self.response = response
         self.reason = reason
+        # What was judged up to the refusal (route, decisions), for the audit log.
+        self.judgement: Judgement | None = None
 
 
 @dataclass
@@ -124,13 +126,17 @@ class Authorizer:
             return judgement
         if rule.admin_only and not judgement.admin:
             raise denied(f"{rule.operation} is for admins.", f"{rule.operation} is admin-only")
-        for need in rule.needs:
-            if need.kind == "graphql":
-                resolved = [] if judgement.admin else await self._graphql(params)
-            else:
-                resolved = await self._resources(need, params, judgement.admin)
-            for resource, action in resolved:
-                self._decide(judgement, principal, rule, resource, action)
+        try:
+            for need in rule.needs:
+                if need.kind == "graphql":
+                    resolved = [] if judgement.admin else await self._graphql(params)
+                else:
+                    resolved = await self._resources(need, params, judgement.admin)
+                for resource, action in resolved:
+                    self._decide(judgement, principal, rule, resource, action)
+        except Refused as refused:
+            refused.judgement = judgement
+            raise
         return judgement
 
     async def _graphql(self, params: Params) -> list[tuple[Resource, str]]:
