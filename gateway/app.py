@@ -184,7 +184,7 @@ def create_app(settings: Settings) -> web.Application:
     app.middlewares.extend(
         [
             edge_middleware(settings.trusted_proxies),
-            audit_middleware(audit, settings.audit_required),
+            *([audit_middleware(audit, settings.audit_required)] if settings.audit_enabled else []),
             metrics_middleware(metrics),
             page_headers_middleware(idp_origins),
             authn_middleware(authenticator, public_origin),

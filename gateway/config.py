@@ -258,6 +258,12 @@ class Settings:
     audit_spool_max_bytes: int = _opt(
         "AUDIT_SPOOL_MAX_BYTES", 1024**3, _parse_seconds, "bound of the on-disk spool, in bytes"
     )
+    audit_enabled: bool = _opt(
+        "AUDIT_ENABLED",
+        True,
+        _parse_bool,
+        "record the audit trail (turn off only to measure its cost)",
+    )
     audit_required: bool = _opt(
         "AUDIT_REQUIRED",
         False,
