@@ -202,9 +202,11 @@ async def main(quick: bool) -> None:
             "",
             "| events | stored | emit (s) | until all in Redis (s) | events/s |",
             "|---|---|---|---|---|",
-            f"| {throughput['events']} | {throughput['stored']} | {throughput['emit_s']:.2f} | {throughput['total_s']:.2f} | {throughput['per_s']:,.0f} |",
+            f"| {throughput['events']} | {throughput['stored']} | {throughput['emit_s']:.2f} "
+            f"| {throughput['total_s']:.2f} | {throughput['per_s']:,.0f} |",
             "",
-            f"### Proxy latency, audit on vs off ({requests} sequential `GetExperiment`, MLflow 1 worker)",
+            f"### Proxy latency, audit on vs off ({requests} sequential `GetExperiment`, "
+            "MLflow 1 worker)",
             "",
             "| gateway | p50 ms | p95 ms | p99 ms |",
             "|---|---|---|---|",
