@@ -299,7 +299,8 @@ async def _forward(request: web.Request) -> web.StreamResponse:
                 PERMISSION_DENIED, str(exc), headers={REFUSED_HEADER: "authorization"}
             )
     rule = judgement.rule
-    if rule.filter and params is not None and not judgement.admin:
+    unrestricted = judgement.admin and ctx.principal.scope is None
+    if rule.filter and params is not None and not unrestricted:
         return await _filtered_search(request, judgement)
     if rule.hook and params is not None:
         response, raw = await request.app[PROXY].exchange(request, body)

@@ -74,10 +74,15 @@ def subject_name(text: str, default_kind: str) -> str:
 
 
 def _line(kind: str, args: tuple[str, ...]) -> Rule | Grouping:
-    if kind == "p" and len(args) in (3, 4):
-        return Rule(subject_name(args[0], "user"), *args[1:]).validate()
-    if kind == "g" and len(args) == 2:
-        return Grouping(subject_name(args[0], "user"), subject_name(args[1], "group")).validate()
+    try:
+        if kind == "p" and len(args) in (3, 4):
+            return Rule(subject_name(args[0], "user"), *args[1:]).validate()
+        if kind == "g" and len(args) == 2:
+            return Grouping(
+                subject_name(args[0], "user"), subject_name(args[1], "group")
+            ).validate()
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
     raise click.UsageError("use: p SUBJECT OBJECT ACTION [allow|deny]   or   g USER GROUP")
 
 
@@ -217,6 +222,8 @@ def policy_check(
     user: str, object_: str, action: str, groups: tuple[str, ...], data_dir: str | None
 ) -> None:
     """May USER do ACTION on OBJECT? Prints the deciding rule; exit 0 on allow, 1 on deny."""
+    if action.startswith(("promote:", "alias:")):
+        action = action.lower()
 
     async def explain(store: PolicyStore, users: UserStore) -> Any:
         snapshot = await store.snapshot()
@@ -231,6 +238,7 @@ def policy_check(
         return index.decide(subjects_of(principal), (object_,), action)
 
     decision = _run(explain, data_dir, notify=False)
+    # As the gateway does: MLflow stage names ignore case.
     click.echo(f"{'allow' if decision.allowed else 'deny'}: {decision.explain()}")
     sys.exit(0 if decision.allowed else 1)
 

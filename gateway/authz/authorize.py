@@ -126,12 +126,14 @@ class Authorizer:
             return judgement
         if rule.admin_only and not judgement.admin:
             raise denied(f"{rule.operation} is for admins.", f"{rule.operation} is admin-only")
+        # An admin's scoped token is judged like anyone's: its scope must cover each resource.
+        unrestricted = judgement.admin and principal.scope is None
         try:
             for need in rule.needs:
                 if need.kind == "graphql":
-                    resolved = [] if judgement.admin else await self._graphql(params)
+                    resolved = [] if unrestricted else await self._graphql(params)
                 else:
-                    resolved = await self._resources(need, params, judgement.admin)
+                    resolved = await self._resources(need, params, unrestricted)
                 for resource, action in resolved:
                     self._decide(judgement, principal, rule, resource, action)
         except Refused as refused:
@@ -220,8 +222,8 @@ class Authorizer:
             aliases = params.values("alias")
             if len(aliases) != 1:
                 raise Ambiguous("'alias' is required")
-            name = aliases[0]
-            return alias_right(name) if name.lower() in self.protected_aliases else "edit"
+            name = aliases[0].lower()
+            return alias_right(name) if name in self.protected_aliases else "edit"
         return need.action
 
     async def _resources(
@@ -243,6 +245,11 @@ class Authorizer:
             if need.field and not values:
                 if need.optional or need.many:
                     return []
+                if need.kind == "artifact":
+                    # No path lists the whole artifact store: every experiment's files.
+                    if admin:
+                        return []
+                    raise PermissionError("listing the whole artifact store is for admins")
                 raise Ambiguous(f"{need.field!r} is required")
             action = self._action(need, params)
             resources: list[Resource] = []

@@ -20,7 +20,8 @@ import aiohttp
 from gateway.authn.principal import Principal
 from gateway.authz.canonical import Ambiguous, Params
 from gateway.authz.enforcer import Enforcer
-from gateway.authz.resolve import LookupFailed, experiment_resource, model_resource
+from gateway.authz.resolve import LookupFailed, Resource, experiment_resource, model_resource
+from gateway.authz.scope import scope_refusal
 
 LOOKUP_TIMEOUT = aiohttp.ClientTimeout(total=60)
 # Upstream pages fetched for one client page at most; past that the page is returned short, with a
@@ -116,6 +117,13 @@ class SearchFilter:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise LookupFailed(f"search {spec.path} failed: {type(exc).__name__}") from exc
 
+    def _readable(self, principal: Principal, names: tuple[str, ...]) -> bool:
+        if not self._enforcer.decide(principal, names, "read").allowed:
+            return False
+        # A scoped token sees only what its scope covers, in lists as everywhere else.
+        scope = principal.scope
+        return scope is None or scope_refusal(scope, Resource(names, names[0]), "read") is None
+
     async def search(
         self, name: str, params: Params, principal: Principal
     ) -> tuple[int, dict[str, Any]]:
@@ -143,7 +151,7 @@ class SearchFilter:
                 return status, body
             items = body.get(spec.items, [])
             for position, item in enumerate(items[skip:], start=skip):
-                if self._enforcer.decide(principal, spec.readable(item), "read").allowed:
+                if self._readable(principal, spec.readable(item)):
                     kept.append(item)
                     if len(kept) == wanted:
                         more = position + 1 < len(items) or body.get("next_page_token")

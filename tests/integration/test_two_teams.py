@@ -288,3 +288,35 @@ def test_token_scopes_narrow_the_owner(gw: Gateway, world: dict[str, str]) -> No
     )
     # Basic auth with the token as password behaves the same.
     assert request(gw, run, headers=basic("alice", one_experiment))[0] == 200
+
+
+def test_a_scoped_token_sees_only_its_scope_in_lists_too(
+    gw: Gateway, world: dict[str, str]
+) -> None:
+    with As(gw, "alice") as client:
+        client.get_experiment_by_name("/team-a/other") or client.create_experiment("/team-a/other")
+    one = gw.token("alice", "alice-one-list", "--scope", f"experiment:{world['alice_experiment']}")
+    status, _, body = request(
+        gw, "/api/2.0/mlflow/experiments/search?max_results=100", headers=bearer(one)
+    )
+    assert status == 200
+    assert {e["name"] for e in json.loads(body)["experiments"]} == {"/team-a/churn"}
+    # An admin's scoped token is narrowed like anyone's.
+    admin_scoped = gw.token(
+        "admin", "admin-scoped", "--scope", f"experiment:{world['bob_experiment']}"
+    )
+    status, _, body = request(
+        gw, "/api/2.0/mlflow/experiments/search?max_results=100", headers=bearer(admin_scoped)
+    )
+    assert {e["name"] for e in json.loads(body)["experiments"]} == {"/team-b/fraud"}
+    status, _, _ = request(
+        gw, f"/api/2.0/mlflow/runs/get?run_id={world['alice_run']}", headers=bearer(admin_scoped)
+    )
+    assert status == 403
+
+
+def test_protected_aliases_ignore_letter_case(gw: Gateway, world: dict[str, str]) -> None:
+    _ensure_champion(gw, world)
+    with As(gw, "alice") as client:
+        for spelling in ("Champion", "CHAMPION"):
+            denied(client.set_registered_model_alias, "team-a-churn", spelling, "1")
