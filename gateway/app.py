@@ -286,13 +286,16 @@ async def _forward(request: web.Request) -> web.StreamResponse:
     ctx.judgement = judgement
     body = judgement.body
     params = judgement.params
+    rewritten = False
     if (
         params is not None
         and params.body is not None
         and needs_stamping(request.method, request.path)
     ):
         try:
-            body = stamp_identity(request.path, params.body, ctx.principal) or body
+            stamped = stamp_identity(request.path, params.body, ctx.principal)
+            if stamped is not None:
+                body, rewritten = stamped, True
         except ForeignIdentity as exc:
             ctx.authz_refusal = str(exc)
             return mlflow_error(
@@ -309,7 +312,7 @@ async def _forward(request: web.Request) -> web.StreamResponse:
                 rule.hook, ctx.principal, params, _json_object(raw)
             )
         return response
-    return await request.app[PROXY].forward(request, body)
+    return await request.app[PROXY].forward(request, body, rewritten)
 
 
 async def _filtered_search(request: web.Request, judgement: Judgement) -> web.Response:

@@ -17,7 +17,7 @@ from gateway.config import IPNetwork
 from gateway.context import REQUEST_CONTEXT, RequestContext
 
 REQUEST_ID_HEADER = "X-Request-Id"
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

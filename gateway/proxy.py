@@ -187,17 +187,22 @@ class MlflowProxy:
         return URL(base + raw_path, encoded=True)
 
     async def forward(
-        self, request: web.Request, replacement_body: bytes | None = None
+        self,
+        request: web.Request,
+        replacement_body: bytes | None = None,
+        rewritten: bool = False,
     ) -> web.StreamResponse:
-        """Stream the request to MLflow, or send ``replacement_body`` in place of the client's."""
+        """Stream the request to MLflow, or send ``replacement_body`` (the bytes the gateway read
+        and judged; ``rewritten`` when the gateway changed them into new JSON)."""
         ctx = context_of(request)
         headers = upstream_request_headers(request.headers, ctx, self.upstream_host)
         body: AsyncIterator[bytes] | bytes | None
         if replacement_body is not None:
             body = replacement_body
             headers["Content-Length"] = str(len(replacement_body))
-            headers["Content-Type"] = "application/json"
-            headers.pop("Content-Encoding", None)
+            if rewritten:
+                headers["Content-Type"] = "application/json"
+                headers.pop("Content-Encoding", None)
         else:
             body = _body_chunks(request) if _has_body(request) else None
         try:

@@ -17,7 +17,7 @@ PROMOTE_PREFIX = "promote:"
 ALIAS_PREFIX = "alias:"
 STAGES = ("staging", "production", "archived", "none")
 
-_ACTION = re.compile(r"^(\*|read|edit|manage|create|use|promote:(\*|[a-z]+)|alias:[^\s,]+)$")
+_ACTION = re.compile(r"^(\*|read|edit|manage|create|use|promote:(\*|[a-z]+)|alias:[^\s,]+)\Z")
 
 
 def valid_action(action: str) -> bool:

@@ -18,6 +18,7 @@ from gateway.authz.actions import promote
 from gateway.authz.canonical import MAX_JUDGED_BODY, Ambiguous, Params, canonical_params
 from gateway.authz.enforcer import Enforcer
 from gateway.authz.graphql import Unjudgeable, graphql_needs
+from gateway.authz.otlp import mlflow_trace_ids
 from gateway.authz.policy import Decision
 from gateway.authz.resolve import (
     LookupFailed,
@@ -64,6 +65,22 @@ def denied(message: str, reason: str) -> Refused:
 
 def bad_request(message: str) -> Refused:
     return Refused(mlflow_error(BAD_REQUEST, message), f"ambiguous request: {message}")
+
+
+# A trace's files live where this tag points; MLflow lets clients set it, which would let them
+# point their own trace at someone else's files and read them through it.
+STORAGE_TAG = "mlflow.artifactLocation"
+STORAGE_TAGGED = frozenset({"SetTraceTag", "StartTrace", "StartTraceV3", "EndTrace"})
+
+
+def _steers_storage(body: object) -> bool:
+    if isinstance(body, dict):
+        if body.get("key") == STORAGE_TAG or STORAGE_TAG in body:
+            return True
+        return any(_steers_storage(v) for v in body.values())
+    if isinstance(body, list):
+        return any(_steers_storage(v) for v in body)
+    return False
 
 
 def _one(params: Params, name: str) -> str:
@@ -128,10 +145,17 @@ class Authorizer:
             raise denied(f"{rule.operation} is for admins.", f"{rule.operation} is admin-only")
         # An admin's scoped token is judged like anyone's: its scope must cover each resource.
         unrestricted = judgement.admin and principal.scope is None
+        if rule.operation in STORAGE_TAGGED and not unrestricted and _steers_storage(params.body):
+            raise denied(
+                f"Permission denied: the {STORAGE_TAG} tag is set by MLflow, not by clients.",
+                f"attempt to set {STORAGE_TAG}",
+            )
         try:
             for need in rule.needs:
                 if need.kind == "graphql":
                     resolved = [] if unrestricted else await self._graphql(params)
+                elif need.kind == "otlp_traces":
+                    resolved = await self._otlp_traces(request, body or b"")
                 else:
                     resolved = await self._resources(need, params, unrestricted)
                 for resource, action in resolved:
@@ -140,6 +164,27 @@ class Authorizer:
             refused.judgement = judgement
             raise
         return judgement
+
+    async def _otlp_traces(self, request: web.Request, body: bytes) -> list[tuple[Resource, str]]:
+        """Every existing trace an OTLP export would add spans to needs edit on its experiment."""
+        try:
+            trace_ids = mlflow_trace_ids(
+                body, request.headers.get("Content-Type"), request.headers.get("Content-Encoding")
+            )
+            judged: list[tuple[Resource, str]] = []
+            for trace_id in sorted(trace_ids):
+                try:
+                    judged.append((await self.resolver.trace(trace_id), "edit"))
+                except NotFound:
+                    continue  # a new trace, created in the experiment judged already
+            return judged
+        except Ambiguous as exc:
+            raise bad_request(f"Ambiguous request: {exc}.") from None
+        except LookupFailed as exc:
+            raise Refused(
+                mlflow_error(BAD_GATEWAY, "The gateway could not check this request with MLflow."),
+                f"lookup failed: {exc}",
+            ) from None
 
     async def _graphql(self, params: Params) -> list[tuple[Resource, str]]:
         try:
@@ -174,14 +219,18 @@ class Authorizer:
         return [(r, "read") for r in resources]
 
     async def _read_body(self, request: web.Request, rule: RouteRule) -> bytes | None:
-        if rule.params not in ("mlflow", "json") or rule.access != "policy":
+        reads_body = rule.params in ("mlflow", "json") or any(
+            n.kind == "otlp_traces" for n in rule.needs
+        )
+        if not reads_body or rule.access != "policy":
             return None
         if request.content_length is not None and request.content_length > MAX_JUDGED_BODY:
             raise Refused(
                 mlflow_error(BAD_REQUEST, "Request body too large for this operation."),
                 "body too large",
             )
-        if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+        compressed = request.headers.get("Content-Encoding", "identity").lower() != "identity"
+        if compressed and rule.params != "none":
             raise bad_request("Compressed request bodies are not accepted for this operation")
         body = await request.content.read(MAX_JUDGED_BODY + 1)
         if len(body) > MAX_JUDGED_BODY:
@@ -313,7 +362,16 @@ class Authorizer:
         if kind == "dataset":
             return await r.dataset(value)
         if kind == "registered_model":
+            if need.action == "create" and "*" in value:
+                # The owner rule would name it, and '*' in a rule object is a wildcard.
+                raise Ambiguous("registered model names must not contain '*'")
             return [model_resource(value)]
+        if kind == "existing_trace":
+            try:
+                return [await r.trace(value)]
+            except NotFound:
+                return []  # a new trace: the experiment it goes to was judged already
+
         if kind == "artifact":
             if admin and not value.strip("/"):
                 return []

@@ -142,7 +142,13 @@ def canonical_params(
     headers: Mapping[str, str],
 ) -> Params:
     query = parse_query(query_string)
-    header_values = {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-mlflow")}
+    header_values: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        if key.startswith("x-mlflow"):
+            if key in header_values:
+                raise Ambiguous(f"the header {name} is repeated")
+            header_values[key] = value
     if rule.params == "none":
         return Params(path_params, headers=header_values)
     if rule.params == "query":

@@ -134,6 +134,23 @@ def _nested_model_versions(field: FieldNode, fragments: dict[str, FragmentDefini
     )
 
 
+def _asks_model_versions(
+    selection_set: SelectionSetNode | None,
+    fragments: dict[str, FragmentDefinitionNode],
+    under_run: bool = False,
+) -> bool:
+    """Is a run's `modelVersions` (the registered models linked to it) requested anywhere below?"""
+    for child in _fields(selection_set, fragments):
+        name = child.name.value
+        if under_run and name == "modelVersions":
+            return True
+        if _asks_model_versions(
+            child.selection_set, fragments, under_run or name in ("run", "runs")
+        ):
+            return True
+    return False
+
+
 def graphql_needs(body: dict[str, Any]) -> list[GraphqlNeed]:
     """Every resource the GraphQL request in ``body`` reaches. Raises Ambiguous / Unjudgeable."""
     query = body.get("query")
@@ -156,4 +173,9 @@ def graphql_needs(body: dict[str, Any]) -> list[GraphqlNeed]:
         needs.extend(field_needs)
         if field.name.value == "mlflowGetRun" and _nested_model_versions(field, fragments):
             needs.extend(GraphqlNeed("run_model_versions", n.value) for n in field_needs)
+        elif field.name.value != "mlflowGetRun" and _asks_model_versions(
+            field.selection_set, fragments
+        ):
+            # Which runs a search returns is unknown before it runs: their models cannot be judged.
+            raise Unjudgeable(f"modelVersions below {field.name.value}")
     return needs

@@ -56,6 +56,11 @@ class Hooks:
                 f"registered_model:{old}", f"registered_model:{new}", principal.subject
             )
             return [f"moved {moved} rule(s) from registered_model:{old} to registered_model:{new}"]
+        if hook == "trace_started":
+            trace_ids = params.values("trace.trace_info.trace_id")
+            for trace_id in trace_ids:
+                self.resolver.owner_of.drop(f"trace:{trace_id}")
+            return []
         if hook == "version_created":
             # Readers of the model may now load the logged model it was made from.
             source = _first(params, "source") or ""

@@ -19,8 +19,8 @@ from gateway.authz.actions import matches, valid_action
 
 ADMIN_ROLE = "role:admin"
 EFFECTS = ("allow", "deny")
-_SUBJECT = re.compile(r"^(user|group|role):[^\s,*]+$")
-_OBJECT = re.compile(r"^(\*|[a-z_]+:[^\s,]*)$")
+_SUBJECT = re.compile(r"^(user|group|role):[^\s,*]+\Z")
+_OBJECT = re.compile(r"^(\*|[a-z_]+:[^\s,]*)\Z")
 
 
 class PolicyError(ValueError):
@@ -80,7 +80,7 @@ class Grouping:
 
 @lru_cache(maxsize=65536)
 def _pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$", re.S)
+    return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + r"\Z", re.S)
 
 
 def object_matches(requested: str, pattern: str) -> bool:

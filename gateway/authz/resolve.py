@@ -85,7 +85,7 @@ class BoundedCache:
 
 
 _MISSING = ("RESOURCE_DOES_NOT_EXIST",)
-_EXPERIMENT_ID = re.compile(r"^[0-9]{1,19}$")
+_EXPERIMENT_ID = re.compile(r"^[0-9]{1,19}\Z")
 
 # GenAI objects keyed by their own id: where MLflow tells which experiment owns them.
 LOOKUPS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -182,6 +182,8 @@ class Resolver:
     async def experiment(self, experiment_id: str) -> Resource:
         if not _EXPERIMENT_ID.match(experiment_id):
             raise Ambiguous(f"invalid experiment id {experiment_id!r}")
+        # MLflow reads the id as a number: "007" is experiment 7, and so is its policy object.
+        experiment_id = str(int(experiment_id))
 
         async def fetch() -> str:
             data = await self._get(
@@ -271,7 +273,7 @@ class Resolver:
             )
             return sorted({str(v.get("name")) for v in data.get("model_versions", [])})
 
-        if not re.match(r"^m-[0-9a-f]{32}$", logged_model_id):
+        if not re.fullmatch(r"m-[0-9a-f]{32}", logged_model_id):
             return []
         return list(await self._cached(self.model_users, logged_model_id, fetch))
 
@@ -302,7 +304,7 @@ class Resolver:
 
     async def models_of_run(self, run_id: str) -> list[str]:
         """Names of the registered models with a version made from ``run_id``."""
-        if not re.match(r"^[0-9a-f]{32}$", run_id):
+        if not re.fullmatch(r"[0-9a-f]{32}", run_id):
             raise Ambiguous("invalid run id")
         data = await self._get(
             "/api/2.0/mlflow/model-versions/search", {"filter": f"run_id='{run_id}'"}

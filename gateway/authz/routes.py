@@ -67,7 +67,7 @@ def compile_template(template: str) -> re.Pattern[str]:
         pattern += f"(?P<{name}>.+)" if converter == "path" else f"(?P<{name}>[^/]+)"
         last = match.end()
     pattern += re.escape(template[last:])
-    return re.compile("^" + pattern + "$", re.S)
+    return re.compile("^" + pattern + r"\Z", re.S)
 
 
 # -- shorthands ---------------------------------------------------------------------------------
@@ -315,12 +315,17 @@ api(
     "/3.0/mlflow/traces",
     "StartTraceV3",
     exp("trace.trace_info.trace_location.mlflow_experiment.experiment_id", "edit"),
+    # MLflow merges into an existing trace of that id, moving it: its owner must allow that.
+    Need("existing_trace", "trace.trace_info.trace_id", "edit", optional=True),
+    hook="trace_started",
 )
 raw(
     "POST",
     "/v1/traces",
     "OtlpExportTraces",
     exp("x-mlflow-experiment-id", "edit"),
+    run("x-mlflow-run-id", "edit", optional=True),
+    Need("otlp_traces", None, "edit"),
     params="none",
 )
 api("PATCH", "/2.0/mlflow/traces/<request_id>", "EndTrace", trace("request_id", "edit"))

@@ -124,6 +124,9 @@ class PolicyStore:
 
     async def replace_object(self, old: str, new: str | None, actor: str | None) -> int:
         """Move every rule on object ``old`` to ``new`` (rename), or drop them (``new`` None)."""
+        if "*" in old or (new is not None and "*" in new):
+            # A pattern is not one object: moving or dropping it would touch other rules.
+            return 0
         async with self._sessions.begin() as session:
             rows = (
                 await session.scalars(

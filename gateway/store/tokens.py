@@ -16,7 +16,7 @@ from gateway.store.models import Token, User
 from gateway.store.users import StoreError, UserRecord, now, to_user_record, validate_name
 
 TOKEN_PREFIX = "mlgw_"  # noqa: S105 - a public marker, not a secret
-_TOKEN_SHAPE = re.compile(r"^mlgw_[A-Za-z0-9_-]{43}$")
+_TOKEN_SHAPE = re.compile(r"^mlgw_[A-Za-z0-9_-]{43}\Z")
 # Writing last-use on every request would turn each read into a write; a minute is precise enough.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 

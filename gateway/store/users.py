@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.store.models import Group, User
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}\Z")
 
 
 class StoreError(ValueError):

@@ -13,8 +13,8 @@ by one principal, with the outcome it must have:
 Placeholders such as `<a.exp>`, `<b.run>`, `<a.model>` are filled from the world the module
 fixture builds; `<a.fresh_trace>` makes a new object for the case; `<new.name>` is a random name.
 Every case whose path starts with /api/ also runs as its /ajax-api/ twin. To add an attack, append
-an `Attack` to `CASES`; a case that shows a gateway bug carries `bug="GATEWAY BUG: ..."` and runs
-as a strict xfail until the gateway is fixed.
+an `Attack` to `CASES`. Cases that once showed a gateway bug say so in `regression` (what the bug was);
+they must pass like every other case.
 
 Promotion rights are table cases on two of B's models (<e.model>: edit; <s.model>: edit and
 promote:staging). Scenarios that need several steps (renames and deletes racing with policies,
@@ -79,7 +79,7 @@ class Attack:
     before: tuple[Step, ...] = ()
     after: tuple[Step, ...] = ()
     twin: bool = True  # also run the /ajax-api twin of an /api path
-    bug: str | None = None
+    regression: str | None = None
 
 
 def _otlp(trace_hex: str) -> dict[str, Any]:
@@ -131,6 +131,10 @@ TRACES_V3 = "/api/3.0/mlflow/traces"
 GRAPHQL = "/graphql"
 RUN_FIELDS = "run { info { runId experimentId } }"
 TRACE_LOCATION_TAG = "mlflow-artifacts:/<a.exp>/traces/<a.trace>/artifacts"
+
+
+def _stage(model: str, stage: Any) -> dict[str, Any]:
+    return {"name": model, "version": "1", "stage": stage, "archive_existing_versions": False}
 
 
 def _loc(experiment: str) -> dict[str, Any]:
@@ -363,9 +367,19 @@ CASES: list[Attack] = [
     ),
     # ... and the same tricks on B's own things pass: the gateway reads bodies like MLflow does
     Attack(
-        "own: text/plain body", "POST", SET_TAG, B_TAG, content_type="text/plain", expect=ALLOWED
+        # MLflow itself requires application/json on a POST: the gateway forwards the request as
+        # it was sent (headers untouched) and MLflow refuses it, exactly as without the gateway.
+        "own: text/plain body",
+        "POST",
+        SET_TAG,
+        B_TAG,
+        content_type="text/plain",
+        expect=DENIED,
+        status=400,
     ),
-    Attack("own: no Content-Type", "POST", SET_TAG, B_TAG, content_type=None, expect=ALLOWED),
+    Attack(
+        "own: no Content-Type", "POST", SET_TAG, B_TAG, content_type=None, expect=DENIED, status=400
+    ),
     Attack(
         "own: double-encoded JSON", "POST", SET_TAG, B_TAG, wrap=("json-string",), expect=ALLOWED
     ),
@@ -856,8 +870,8 @@ CASES: list[Attack] = [
             '{ mlflowSearchRuns(input: {experimentIds: ["<b.exp>"]}) '
             "{ runs { info { runId } modelVersions { name version source } } } }"
         ),
-        bug=(
-            "GATEWAY BUG: graphql._nested_model_versions only looks under mlflowGetRun; "
+        regression=(
+            "fixed: graphql._nested_model_versions only looks under mlflowGetRun; "
             "mlflowSearchRuns returns MlflowRunExtension too, whose modelVersions resolver lists "
             "every registered model version made from the run (A's model, version, source), "
             "judged only on experimentIds=[B]."
@@ -1198,8 +1212,8 @@ CASES: list[Attack] = [
                 who="bob",
             ),
         ),
-        bug=(
-            "GATEWAY BUG: SetTraceTag lets bob set the reserved tag mlflow.artifactLocation on his "
+        regression=(
+            "fixed: SetTraceTag lets bob set the reserved tag mlflow.artifactLocation on his "
             "own trace; get-trace-artifact then serves A's trace data (traces.json) from that "
             "location. Only the trace named in the path is judged, never where its tag points."
         ),
@@ -1216,7 +1230,7 @@ CASES: list[Attack] = [
                 who="bob",
             ),
         ),
-        bug="GATEWAY BUG: as above, through the v2 SetTraceTag route.",
+        regression="fixed: as above, through the v2 SetTraceTag route.",
     ),
     # -- plain writes to A's things -------------------------------------------------------------
     Attack(
@@ -1285,12 +1299,7 @@ CASES: list[Attack] = [
         "transition A's version",
         "POST",
         MV + "/transition-stage",
-        {
-            "name": "<a.model>",
-            "version": "1",
-            "stage": "Archived",
-            "archive_existing_versions": False,
-        },
+        _stage("<a.model>", "Archived"),
     ),
     Attack(
         "update A's version",
@@ -1337,8 +1346,8 @@ CASES: list[Attack] = [
         "POST",
         TRACES_V3,
         _trace("<a.fresh_trace>", "<b.exp>"),
-        bug=(
-            "GATEWAY BUG: StartTraceV3 is judged on the experiment in the body only; MLflow merges "
+        regression=(
+            "fixed: StartTraceV3 is judged on the experiment in the body only; MLflow merges "
             "into an existing trace with the same trace_id and moves it to that experiment, so bob "
             "moves A's trace into B (and its cached owner stays A in this gateway until restart)."
         ),
@@ -1349,8 +1358,8 @@ CASES: list[Attack] = [
         "/v1/traces",
         _otlp("<new.hex>"),
         headers=(("X-Mlflow-Experiment-Id", "<a.exp>"), ("X-Mlflow-Experiment-Id", "<b.exp>")),
-        bug=(
-            "GATEWAY BUG: canonical_params keeps the last X-Mlflow-Experiment-Id header (dict of "
+        regression=(
+            "fixed: canonical_params keeps the last X-Mlflow-Experiment-Id header (dict of "
             "headers.items()), MLflow's FastAPI Header() reads the first: judged on B, written to A."
         ),
     ),
@@ -1360,8 +1369,8 @@ CASES: list[Attack] = [
         "/v1/traces",
         _otlp("<new.hex>"),
         headers=(("X-Mlflow-Experiment-Id", "<b.exp>"), ("X-Mlflow-Run-Id", "<a.run>")),
-        bug=(
-            "GATEWAY BUG: the OtlpExportTraces rule judges only X-Mlflow-Experiment-Id; MLflow "
+        regression=(
+            "fixed: the OtlpExportTraces rule judges only X-Mlflow-Experiment-Id; MLflow "
             "links the new traces to the run in X-Mlflow-Run-Id (link_traces_to_run) without "
             "the edit right on that run's experiment that LinkTracesToRun needs."
         ),
@@ -1372,8 +1381,8 @@ CASES: list[Attack] = [
         "/v1/traces",
         _otlp("<a.fresh_trace_hex>"),
         headers=(("X-Mlflow-Experiment-Id", "<b.exp>"),),
-        bug=(
-            "GATEWAY BUG: OTLP spans carry their own trace ids, which are not judged; MLflow adds "
+        regression=(
+            "fixed: OTLP spans carry their own trace ids, which are not judged; MLflow adds "
             "spans to an existing trace whatever its experiment, so bob writes into A's trace."
         ),
     ),
@@ -1392,7 +1401,7 @@ CASES: list[Attack] = [
         headers=(("X-Mlflow-Experiment-Id", "0<a.exp>"),),
     ),
     Attack(
-        "OTLP export: B's header dropped as hop-by-hop, A's kept",
+        "OTLP export: the judged header named in Connection (hop-by-hop)",
         "POST",
         "/v1/traces",
         _otlp("<new.hex>"),
@@ -1407,12 +1416,7 @@ CASES: list[Attack] = [
             f"promote edit-only to {stage!r}",
             "POST",
             MV + "/transition-stage",
-            {
-                "name": "<e.model>",
-                "version": "1",
-                "stage": stage,
-                "archive_existing_versions": False,
-            },
+            _stage("<e.model>", stage),
         )
         for stage in (
             "Production",
@@ -1461,24 +1465,14 @@ CASES: list[Attack] = [
         "promote:staging to Staging",
         "POST",
         MV + "/transition-stage",
-        {
-            "name": "<s.model>",
-            "version": "1",
-            "stage": "Staging",
-            "archive_existing_versions": False,
-        },
+        _stage("<s.model>", "Staging"),
         expect=ALLOWED,
     ),
     Attack(
         "promote:staging to staging",
         "POST",
         MV + "/transition-stage",
-        {
-            "name": "<s.model>",
-            "version": "1",
-            "stage": "staging",
-            "archive_existing_versions": False,
-        },
+        _stage("<s.model>", "staging"),
         expect=ALLOWED,
     ),
     *[
@@ -1486,12 +1480,7 @@ CASES: list[Attack] = [
             f"promote:staging to {stage!r}",
             "POST",
             MV + "/transition-stage",
-            {
-                "name": "<s.model>",
-                "version": "1",
-                "stage": stage,
-                "archive_existing_versions": False,
-            },
+            _stage("<s.model>", stage),
         )
         for stage in ("Production", "PRODUCTION", "Archived", "None")
     ],
@@ -1505,12 +1494,7 @@ CASES: list[Attack] = [
         "stage as a list",
         "POST",
         MV + "/transition-stage",
-        {
-            "name": "<s.model>",
-            "version": "1",
-            "stage": ["Staging", "Production"],
-            "archive_existing_versions": False,
-        },
+        _stage("<s.model>", ["Staging", "Production"]),
     ),
     # -- carol reads every experiment but A's (a deny rule): non-canonical ids -----------------
     Attack("deny rule: A's id", "GET", E + "<a.exp>", who="carol"),
@@ -1520,8 +1504,8 @@ CASES: list[Attack] = [
         "GET",
         E + "0<a.exp>",
         who="carol",
-        bug=(
-            "GATEWAY BUG: experiment ids are not canonicalised: '0<id>' names the policy object "
+        regression=(
+            "fixed: experiment ids are not canonicalised: '0<id>' names the policy object "
             "experiment:0<id>, which a deny rule on experiment:<id> does not match, while MLflow "
             "reads int('0<id>') = <id>."
         ),
@@ -1531,8 +1515,8 @@ CASES: list[Attack] = [
         "GET",
         E + "<a.exp>%0A",
         who="carol",
-        bug=(
-            "GATEWAY BUG: resolve._EXPERIMENT_ID ('^[0-9]{1,19}$') accepts a trailing newline "
+        regression=(
+            "fixed: resolve._EXPERIMENT_ID ('^[0-9]{1,19}$') accepts a trailing newline "
             "($ matches before it); 'experiment:<id>\\n' escapes the deny rule, MLflow reads <id>."
         ),
     ),
@@ -1542,7 +1526,7 @@ CASES: list[Attack] = [
         "/api/2.0/mlflow/runs/search",
         {"experiment_ids": ["0<a.exp>"]},
         who="carol",
-        bug="GATEWAY BUG: as 'deny rule: leading zero', through SearchRuns.",
+        regression="fixed: as 'deny rule: leading zero', through SearchRuns.",
     ),
     # -- positive controls: alice on A, bob on B --------------------------------------------------
     Attack("alice reads A", "GET", E + "<a.exp>", who="alice", expect=ALLOWED),
@@ -1593,7 +1577,9 @@ CASES: list[Attack] = [
         SET_TAG,
         {"run_id": "<a.run>", "key": "team", "value": "a"},
         who="alice",
-        expect=ALLOWED,
+        # Judged and allowed by the gateway, refused by MLflow (POST needs application/json).
+        expect=DENIED,
+        status=400,
         content_type="text/plain",
     ),
     Attack(
@@ -1616,12 +1602,7 @@ CASES: list[Attack] = [
         "alice promotes A to Production",
         "POST",
         MV + "/transition-stage",
-        {
-            "name": "<a.model>",
-            "version": "1",
-            "stage": "Production",
-            "archive_existing_versions": False,
-        },
+        _stage("<a.model>", "Production"),
         who="alice",
         expect=ALLOWED,
     ),
@@ -1738,7 +1719,7 @@ def _params() -> list[Any]:
         if case.twin and (twin := ajax_twin(case.path)):
             variants.append(replace(case, name=case.name + " [ajax-api]", path=twin))
         for variant in variants:
-            marks = [pytest.mark.xfail(strict=True, reason=variant.bug)] if variant.bug else []
+            marks: list = []
             params.append(pytest.param(variant, id=variant.name, marks=marks))
     return params
 
@@ -1960,6 +1941,11 @@ class World:
             "secret": ("GET", f"{a_file}/secret.txt", None),
             "trace data": ("GET", f"{trace_dir}/artifacts/traces.json", None),
             "dataset": ("GET", f"/api/3.0/mlflow/datasets/{v['a.ds']}/experiment-ids", None),
+            "datasets": (
+                "POST",
+                "/api/3.0/mlflow/datasets/search",
+                {"experiment_ids": [v["a.exp"]]},
+            ),
             "e versions": (
                 "GET",
                 f"/api/2.0/mlflow/registered-models/get?name={v['e.model']}",
@@ -2281,24 +2267,15 @@ def test_removed_grant_stops_working_on_the_next_request(
 
 
 @pytest.mark.parametrize(
-    "how",
+    ("how", "name"),
     [
-        pytest.param("create", id="bob creates a model named with a *"),
-        pytest.param("rename", id="bob renames his model to a name with a *"),
+        pytest.param("create", "<prefix>-*", id="bob creates a model named <prefix>-*"),
+        pytest.param("rename", "<prefix>-*", id="bob renames his model to <prefix>-*"),
+        pytest.param("create", "*", id="bob creates a model named *"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "GATEWAY BUG: the owner and rename hooks (authz/hooks.py) write the model's name into a "
-        "policy object verbatim; MLflow accepts '*' in registered model names and the policy "
-        "treats '*' as a wildcard, so a model named '<prefix>*' (or '*') gives its owner manage "
-        "on every model whose name matches, team A's included."
-    ),
-)
-def test_model_named_with_a_wildcard_grants_nothing_else(world: World, how: str) -> None:
-    prefix = world.values["a.model"].rsplit("-", 1)[0]
-    wildcard = f"{prefix}-*"
+def test_model_named_with_a_wildcard_grants_nothing_else(world: World, how: str, name: str) -> None:
+    wildcard = name.replace("<prefix>", world.values["a.model"].rsplit("-", 1)[0])
     try:
         # Refusing such a name is one fix, so the answers to these are not judged; only that
         # A's model stays out of bob's reach.
@@ -2309,7 +2286,32 @@ def test_model_named_with_a_wildcard_grants_nothing_else(world: World, how: str)
             assert _status(world, "bob", "POST", f"{RM}/create", {"name": own}) == 200
             _status(world, "bob", "POST", f"{RM}/rename", {"name": own, "new_name": wildcard})
         assert _status(world, "bob", "GET", _get_model(world.values["a.model"])) >= 300
+        assert (
+            _status(
+                world,
+                "bob",
+                "POST",
+                f"{RM}/set-tag",
+                {"name": world.values["a.model"], "key": "k", "value": "v"},
+            )
+            >= 300
+        )
     finally:
-        # Deleting the model drops the rules on exactly its name: the wildcard grant goes too.
+        # Deleting the model drops the rules on exactly its name: the wildcard grant goes too
+        # (and, for '*', the rule that lets everyone create models: see the next test).
         _status(world, "admin", "DELETE", f"{RM}/delete", {"name": wildcard})
-        assert _policy_lines(world.gw, f"registered_model:{wildcard}") == []
+        if wildcard == "*":
+            world.gw.cli(
+                "policy", "add", "p", "group:authenticated", "registered_model:*", "create"
+            )
+
+
+def test_deleting_a_model_named_star_leaves_other_rules_alone(world: World) -> None:
+    try:
+        _status(world, "admin", "POST", f"{RM}/create", {"name": "*"})
+        _status(world, "admin", "DELETE", f"{RM}/delete", {"name": "*"})
+        mine = {"name": f"attack-after-star-{secrets.token_hex(3)}"}
+        assert _status(world, "alice", "POST", f"{RM}/create", mine) == 200
+    finally:
+        _status(world, "admin", "DELETE", f"{RM}/delete", {"name": "*"})
+        world.gw.cli("policy", "add", "p", "group:authenticated", "registered_model:*", "create")

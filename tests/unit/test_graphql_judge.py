@@ -87,3 +87,11 @@ def test_exact_model_name_filter_is_judged() -> None:
     assert needs(query) == {GraphqlNeed("registered_model", "fraud")}
     harmless = '{ test(inputString: "hi") { output } __typename }'
     assert needs(harmless) == set()
+
+
+def test_model_versions_below_searched_runs_cannot_be_judged() -> None:
+    query = (
+        '{ mlflowSearchRuns(input: {experimentIds: ["1"]}) { runs { modelVersions { name } } } }'
+    )
+    with pytest.raises(Unjudgeable):
+        graphql_needs({"query": query})
