@@ -222,6 +222,22 @@ def build_request(rule: RouteRule, world: World) -> tuple[str, str, dict[str, st
     headers: dict[str, str] = {}
     if "x-mlflow-experiment-id" in fields:
         headers["X-Mlflow-Experiment-Id"] = fields.pop("x-mlflow-experiment-id")
+    if any(n.kind == "otlp_traces" for n in rule.needs):
+        # A minimal OTLP/JSON export: one span of a new trace.
+        span = {
+            "traceId": secrets.token_hex(16),
+            "spanId": secrets.token_hex(8),
+            "name": "coverage",
+            "startTimeUnixNano": "1",
+            "endTimeUnixNano": "2",
+        }
+        otlp = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+        return (
+            rule.method,
+            path,
+            {**headers, "Content-Type": "application/json"},
+            json.dumps(otlp).encode(),
+        )
     body = None
     reads_query = rule.params == "query" or (rule.params == "mlflow" and rule.method == "GET")
     if fields and reads_query:
