@@ -114,7 +114,8 @@ async def round_trip(
     artifacts_dir: Path,
 ) -> RoundTrip:
     """Upload then download one artifact through `base_url`; delete it from disk afterwards."""
-    folder = f"bench-{via}-{uuid.uuid4().hex[:8]}"
+    # Under experiment 0: artifact paths start with the id of the experiment they belong to.
+    folder = f"0/bench-{via}-{uuid.uuid4().hex[:8]}"
     url = f"{base_url}{ARTIFACTS_API}/{folder}/blob.bin"
     try:
         # Fresh connections for each direction: the transfer, not connection reuse, is measured.
