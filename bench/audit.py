@@ -151,7 +151,7 @@ async def main(quick: bool) -> None:
             )
         )
         await wait_http(f"http://127.0.0.1:{mlflow_port}/health")
-        results: dict[str, list[float]] = {}
+        gateways: dict[str, tuple[str, str]] = {}
         for name, enabled in (("audit on", "true"), ("audit off", "false")):
             port = free_port()
             genv = {
@@ -179,8 +179,15 @@ async def main(quick: bool) -> None:
                 stderr=asyncio.subprocess.DEVNULL,
             )
             out, _ = await proc.communicate()
-            token = out.decode().strip().splitlines()[-1]
-            results[name] = await latency(f"http://127.0.0.1:{port}", token, requests)
+            gateways[name] = (f"http://127.0.0.1:{port}", out.decode().strip().splitlines()[-1])
+        # Interleaved rounds in A B B A order, so that neither side gets the warmer machine.
+        results: dict[str, list[float]] = {name: [] for name in gateways}
+        names = list(gateways)
+        for order in (names, names[::-1], names[::-1], names):
+            for name in order:
+                url, token = gateways[name]
+                results[name] += await latency(url, token, requests // 4)
+        results = {name: sorted(samples) for name, samples in results.items()}
     finally:
         for child in reversed(children):
             stop_child(child)
