@@ -7,13 +7,12 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from gateway.authn.passwords import PasswordPolicyError, hash_password
-from gateway.config import ConfigError, load_settings
+from gateway.cli_common import data_dir_option, settings_or_exit
 from gateway.store.db import create_engine
 from gateway.store.migrate import upgrade_database
 from gateway.store.tokens import TokenScope, TokenStore, parse_duration
@@ -24,12 +23,7 @@ T = TypeVar("T")
 
 def _run(action: Callable[[UserStore, TokenStore], Awaitable[T]], data_dir: str | None) -> T:
     """Open the database named by the settings (migrating it if needed), run, and close."""
-    try:
-        settings = load_settings(data_dir=Path(data_dir) if data_dir else None)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"  - {problem}", err=True)
-        sys.exit(2)
+    settings = settings_or_exit(data_dir)
 
     async def main() -> T:
         engine = create_engine(settings.effective_database_url)
@@ -48,7 +42,7 @@ def _run(action: Callable[[UserStore, TokenStore], Awaitable[T]], data_dir: str 
 def _audit(data_dir: str | None, kind: str, **details: Any) -> None:
     from gateway.cli_audit import record_cli_change
 
-    record_cli_change(load_settings(data_dir=Path(data_dir) if data_dir else None), kind, **details)
+    record_cli_change(settings_or_exit(data_dir), kind, **details)
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -60,14 +54,6 @@ def _read_password(password_stdin: bool) -> str:
     if not sys.stdin.isatty():
         raise click.ClickException("use --password-stdin to pass a password without a terminal")
     return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
-
-
-data_dir_option = click.option(
-    "--data-dir",
-    envvar="GATEWAY_DATA_DIR",
-    type=click.Path(file_okay=False),
-    help="Data directory (default ./data); the database is GATEWAY_DATABASE_URL if set.",
-)
 
 
 def _when(value: datetime | None) -> str:

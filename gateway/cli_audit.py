@@ -10,7 +10,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import click
@@ -19,7 +18,8 @@ import redis.asyncio as aioredis
 from gateway.audit.record import security_event
 from gateway.audit.review import AuditQuery, follow, search, verify
 from gateway.audit.writer import AuditWriter, new_instance_id
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.cli_common import data_dir_option, settings_or_exit
+from gateway.config import Settings
 
 EXPORT_FIELDS = (
     "time",
@@ -39,15 +39,6 @@ EXPORT_FIELDS = (
     "reason",
     "params",
 )
-
-
-def _settings(data_dir: str | None) -> Settings:
-    try:
-        return load_settings(data_dir=Path(data_dir) if data_dir else None)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"  - {problem}", err=True)
-        sys.exit(2)
 
 
 @asynccontextmanager
@@ -166,11 +157,6 @@ def _query(kw: dict[str, Any], since: str | None = None, until: str | None = Non
     )
 
 
-data_dir_option = click.option(
-    "--data-dir", envvar="GATEWAY_DATA_DIR", type=click.Path(file_okay=False)
-)
-
-
 @click.group()
 def audit() -> None:
     """The audit trail: search, tail, export, verify."""
@@ -187,7 +173,7 @@ def audit_search(
     since: str | None, until: str | None, limit: int, as_json: bool, data_dir: str | None, **kw: Any
 ) -> None:
     """Events matching every filter, newest first."""
-    settings = _settings(data_dir)
+    settings = settings_or_exit(data_dir)
     query = _query(kw, since, until)
 
     async def run() -> list[dict[str, Any]]:
@@ -208,7 +194,7 @@ def audit_search(
 @data_dir_option
 def audit_tail(as_json: bool, data_dir: str | None, **kw: Any) -> None:
     """Follow new events as they arrive (Ctrl-C to stop)."""
-    settings = _settings(data_dir)
+    settings = settings_or_exit(data_dir)
     query = _query(kw)
 
     async def run() -> None:
@@ -231,7 +217,7 @@ def audit_tail(as_json: bool, data_dir: str | None, **kw: Any) -> None:
 @data_dir_option
 def audit_export(since: str, until: str, fmt: str, data_dir: str | None, **kw: Any) -> None:
     """Every matching event between two times, oldest first, as JSON lines or CSV."""
-    settings = _settings(data_dir)
+    settings = settings_or_exit(data_dir)
     query = _query(kw, since, until)
 
     async def run() -> list[dict[str, Any]]:
@@ -260,7 +246,7 @@ def audit_export(since: str, until: str, fmt: str, data_dir: str | None, **kw: A
 @data_dir_option
 def audit_verify(data_dir: str | None) -> None:
     """Check every chain for gaps, edits and reorderings; exit 0 only when intact."""
-    settings = _settings(data_dir)
+    settings = settings_or_exit(data_dir)
 
     async def run() -> Any:
         redis = aioredis.Redis.from_url(settings.redis_url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -15,9 +14,8 @@ from redis.exceptions import RedisError
 from gateway.authn.principal import Principal
 from gateway.authz.enforcer import CHANNEL, subjects_of
 from gateway.authz.policy import Grouping, PolicyError, PolicyIndex, Rule, parse_lines
-from gateway.cli_accounts import data_dir_option
 from gateway.cli_audit import record_cli_change
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.cli_common import data_dir_option, settings_or_exit
 from gateway.store.db import create_engine
 from gateway.store.migrate import upgrade_database
 from gateway.store.policies import PolicyStore
@@ -26,19 +24,10 @@ from gateway.store.users import UserStore
 T = TypeVar("T")
 
 
-def _settings(data_dir: str | None) -> Settings:
-    try:
-        return load_settings(data_dir=Path(data_dir) if data_dir else None)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"  - {problem}", err=True)
-        sys.exit(2)
-
-
 def _run(
     action: Callable[[PolicyStore, UserStore], Awaitable[T]], data_dir: str | None, notify: bool
 ) -> T:
-    settings = _settings(data_dir)
+    settings = settings_or_exit(data_dir)
 
     async def main() -> T:
         engine = create_engine(settings.effective_database_url)
@@ -104,7 +93,7 @@ def policy_add(kind: str, args: tuple[str, ...], data_dir: str | None) -> None:
 
     added = _run(action, data_dir, notify=True)
     if added:
-        record_cli_change(_settings(data_dir), "policy_added", rule=str(line))
+        record_cli_change(settings_or_exit(data_dir), "policy_added", rule=str(line))
     click.echo(f"added: {line}" if added else f"already present: {line}")
 
 
@@ -122,7 +111,7 @@ def policy_remove(kind: str, args: tuple[str, ...], data_dir: str | None) -> Non
     removed = _run(action, data_dir, notify=True)
     if not removed:
         raise click.ClickException(f"no such line: {line}")
-    record_cli_change(_settings(data_dir), "policy_removed", rule=str(line))
+    record_cli_change(settings_or_exit(data_dir), "policy_removed", rule=str(line))
     click.echo(f"removed: {line}")
 
 
@@ -193,7 +182,7 @@ def policy_import(file: Any, replace: bool, data_dir: str | None) -> None:
         return len(added), len(removed)
 
     added, removed = _run(action, data_dir, notify=True)
-    record_cli_change(_settings(data_dir), "policy_imported", added=added, removed=removed)
+    record_cli_change(settings_or_exit(data_dir), "policy_imported", added=added, removed=removed)
     click.echo(f"imported: {added} added, {removed} removed, {len(lines) - added} already present")
 
 
