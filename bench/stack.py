@@ -13,22 +13,23 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-
-import aiohttp
-import redis.asyncio as aioredis
 
 from gateway.devstack import (
     Child,
+    DevStackError,
     find_redis_server,
     free_port,
+    http_ok,
     mlflow_server_argv,
+    redis_pong,
     redis_server_argv,
     start_child,
     stop_child,
+    wait_until,
 )
 
 LOOPBACK = "127.0.0.1"
@@ -133,9 +134,9 @@ class BenchStack:
     async def wait_ready(self, services: list[Service]) -> None:
         """Wait for Redis and every service at once: MLflow's slow start hides the others'."""
         redis_child = next(c for c in self.children if c.name == "redis")
-        await _poll("redis", redis_child, _redis_pong, self.redis_url)
+        await _poll("redis", redis_child, redis_pong, self.redis_url)
         await asyncio.gather(
-            *(_poll(s.name, s.child, _http_ok, s.url + s.ready_path) for s in services)
+            *(_poll(s.name, s.child, http_ok, s.url + s.ready_path) for s in services)
         )
 
     def close(self) -> None:
@@ -148,39 +149,13 @@ class BenchStack:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-async def _http_ok(url: str) -> None:
-    timeout = aiohttp.ClientTimeout(total=3)
-    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
-        if response.status != 200:
-            raise StackError(f"HTTP {response.status}")
-
-
-async def _redis_pong(url: str) -> None:
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=1)
-    try:
-        await client.ping()
-    finally:
-        await client.aclose()
-
-
 async def _poll(
     name: str, child: Child, probe: Callable[[str], Awaitable[None]], target: str
 ) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    last_error = "no answer yet"
-    while time.monotonic() < deadline:
-        if child.process.poll() is not None:
-            raise StackError(
-                f"{name} exited with code {child.process.returncode}; "
-                f"its log ({child.log_path}) ends with:\n{child.tail()}"
-            )
-        try:
-            await probe(target)
-            return
-        except Exception as exc:  # not up yet: keep polling until the deadline
-            last_error = f"{type(exc).__name__}: {exc}"
-        await asyncio.sleep(0.25)
-    raise StackError(f"{name} not ready within {READY_TIMEOUT:.0f}s ({last_error})")
+    try:
+        await wait_until(name, child, READY_TIMEOUT, partial(probe, target))
+    except DevStackError as exc:
+        raise StackError(str(exc)) from None
 
 
 def _create_token(gateway: Service) -> str | None:

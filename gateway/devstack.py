@@ -154,7 +154,7 @@ def redis_server_argv(binary: str, port: int, data_dir: Path) -> list[str]:
     ]
 
 
-async def _wait_until(
+async def wait_until(
     probe_name: str, child: Child | None, within: float, probe: Callable[[], Awaitable[None]]
 ) -> None:
     deadline = time.monotonic() + within
@@ -174,14 +174,14 @@ async def _wait_until(
     raise DevStackError(f"{probe_name} did not become ready within {within:.0f}s ({last_error})")
 
 
-async def _http_ok(url: str) -> None:
+async def http_ok(url: str) -> None:
     timeout = aiohttp.ClientTimeout(total=2)
     async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}")
 
 
-async def _redis_pong(url: str) -> None:
+async def redis_pong(url: str) -> None:
     client = aioredis.Redis.from_url(url, socket_connect_timeout=1)
     try:
         await client.ping()
@@ -243,14 +243,14 @@ async def run_dev_stack(
         children.append(mlflow_child)
         print(f"starting MLflow on {mlflow_url} (log: {mlflow_child.log_path}) …", flush=True)
         redis_child = next((c for c in children if c.name == "redis"), None)
-        await _wait_until(
-            "redis-server", redis_child, REDIS_START_TIMEOUT, partial(_redis_pong, redis_url)
+        await wait_until(
+            "redis-server", redis_child, REDIS_START_TIMEOUT, partial(redis_pong, redis_url)
         )
-        await _wait_until(
+        await wait_until(
             "MLflow server",
             mlflow_child,
             MLFLOW_START_TIMEOUT,
-            partial(_http_ok, f"{mlflow_url}/health"),
+            partial(http_ok, f"{mlflow_url}/health"),
         )
         admin_password, newly_generated = settings.admin_password, False
         if admin_password is None:
