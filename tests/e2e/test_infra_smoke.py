@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.browser import launch_chromium, new_offline_context, require_browser
 from tests.oidc_provider import (
     OidcProvider,
     TokenError,
@@ -31,7 +30,7 @@ from tests.oidc_provider import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Page
 
 try:
     import jwt
@@ -66,6 +65,7 @@ USERS: list[dict[str, Any]] = [
     },
 ]
 SCOPE = "openid email profile groups"
+PAGE_TIMEOUT_MS = 15_000
 
 
 # --- a tiny redirect target that records what the browser brings back -------------------------
@@ -172,25 +172,6 @@ def provider(
     )
     yield oidc
     oidc.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(provider: OidcProvider) -> Iterator[Browser]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = launch_chromium(pw)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = new_offline_context(browser)
-    context.set_default_timeout(15_000)
-    yield context.new_page()
-    context.close()
 
 
 def _verify(provider: OidcProvider, token: str, audience: str) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import redis
 from cryptography.hazmat.primitives import serialization
 
 from gateway.devstack import free_port
-from tests.browser import launch_chromium, new_offline_context, require_browser
 from tests.helpers import Gateway, MlflowServer, RedisServer, start_gateway
 from tests.integration.test_authn import bearer, request
 from tests.oidc_provider import (
@@ -32,7 +31,7 @@ from tests.oidc_provider import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Page
 
 CLIENT_ID = "mlflow-gateway"
 CLIENT_SECRET = "gateway-client-secret-0123456789abcdef0123"
@@ -130,25 +129,6 @@ def gw(
     gateway.cli("policy", "add", "p", "group:ml-robots", "experiment:0", "edit")
     yield gateway
     gateway.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(gw: Gateway) -> Iterator[Browser]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = launch_chromium(pw)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = new_offline_context(browser)
-    context.set_default_timeout(20_000)
-    yield context.new_page()
-    context.close()
 
 
 def _idp_login(page: Page, username: str, password: str) -> None:
