@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -29,10 +30,12 @@ from gateway.audit.writer import AuditWriter  # noqa: E402
 from gateway.devstack import (  # noqa: E402
     find_redis_server,
     free_port,
+    http_ok,
     mlflow_server_argv,
     redis_server_argv,
     start_child,
     stop_child,
+    wait_until,
 )
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -41,17 +44,7 @@ GATEWAY = str(Path(sys.executable).with_name("mlflow-gateway"))
 
 
 async def wait_http(url: str, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} not ready")
+    await wait_until(url, None, seconds, partial(http_ok, url))
 
 
 async def writer_throughput(redis_url: str, spool: Path, events: int) -> dict[str, float]:

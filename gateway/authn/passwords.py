@@ -13,12 +13,12 @@ import asyncio
 import hashlib
 import hmac
 import secrets
-import time
-from collections import OrderedDict
 from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from gateway.cache import BoundedCache
 
 _hasher = PasswordHasher()
 
@@ -55,13 +55,11 @@ def _dummy_hash() -> str:
 class PasswordVerifier:
     def __init__(self, ttl: float = 300.0, max_entries: int = 10_000) -> None:
         self._key = secrets.token_bytes(32)
-        self._ttl = ttl
-        self._max_entries = max_entries
-        self._cache: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        self._cache = BoundedCache(max_entries, ttl)
 
-    def _cache_key(self, username: str, password: str) -> bytes:
+    def _cache_key(self, username: str, password: str) -> str:
         message = username.encode() + b"\0" + password.encode()
-        return hmac.new(self._key, message, hashlib.sha256).digest()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     async def verify(self, username: str, password: str, password_hash: str | None) -> bool:
         """True when ``password`` matches ``password_hash`` (the user's current hash)."""
@@ -69,15 +67,10 @@ class PasswordVerifier:
             await asyncio.to_thread(_verify, _dummy_hash(), password)
             return False
         key = self._cache_key(username, password)
-        cached = self._cache.get(key)
-        if cached is not None:
-            cached_hash, expires = cached
-            if cached_hash == password_hash and expires > time.monotonic():
-                return True
-            del self._cache[key]
+        # A hit counts only for the hash it was checked against: a changed password misses.
+        if self._cache.get(key) == password_hash:
+            return True
         if not await asyncio.to_thread(_verify, password_hash, password):
             return False
-        self._cache[key] = (password_hash, time.monotonic() + self._ttl)
-        while len(self._cache) > self._max_entries:
-            self._cache.popitem(last=False)
+        self._cache.put(key, password_hash)
         return True

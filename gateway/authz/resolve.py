@@ -10,8 +10,6 @@ dataset's experiments) expire quickly and are dropped when the gateway sees them
 from __future__ import annotations
 
 import re
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +18,7 @@ from urllib.parse import quote, unquote
 import aiohttp
 
 from gateway.authz.canonical import Ambiguous
+from gateway.cache import BoundedCache
 
 LOOKUP_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
@@ -51,37 +50,6 @@ def experiment_resource(experiment_id: str, name: str | None) -> Resource:
 
 def model_resource(name: str) -> Resource:
     return Resource((f"registered_model:{name}",), f"registered model {name!r}")
-
-
-class BoundedCache:
-    """LRU with a per-entry lifetime."""
-
-    def __init__(self, max_entries: int, ttl: float) -> None:
-        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
-        self._max = max_entries
-        self._ttl = ttl
-
-    def get(self, key: str) -> Any:
-        entry = self._data.get(key)
-        if entry is None:
-            return None
-        if entry[0] < time.monotonic():
-            del self._data[key]
-            return None
-        self._data.move_to_end(key)
-        return entry[1]
-
-    def put(self, key: str, value: Any) -> None:
-        self._data[key] = (time.monotonic() + self._ttl, value)
-        self._data.move_to_end(key)
-        while len(self._data) > self._max:
-            self._data.popitem(last=False)
-
-    def drop(self, key: str) -> None:
-        self._data.pop(key, None)
-
-    def clear(self) -> None:
-        self._data.clear()
 
 
 _MISSING = ("RESOURCE_DOES_NOT_EXIST",)
