@@ -98,3 +98,19 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class PolicyChange(Base):
+    """One line a policy version added or removed: replicas apply these instead of reloading."""
+
+    __tablename__ = "policy_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[int] = mapped_column(Integer, index=True)
+    added: Mapped[bool] = mapped_column(Boolean)
+    ptype: Mapped[str] = mapped_column(String(1))
+    v0: Mapped[str] = mapped_column(String(255))
+    v1: Mapped[str] = mapped_column(String(512))
+    v2: Mapped[str] = mapped_column(String(255), default="")
+    v3: Mapped[str] = mapped_column(String(16), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,4 +1,10 @@
-"""Policy rules in the gateway database, with a version number bumped by every change."""
+"""Policy rules in the gateway database, with a version number bumped by every change.
+
+Every change also writes the lines it added or removed to a change log under its version, in the
+same transaction, so a replica that is a few versions behind applies those lines instead of
+reading and indexing the whole policy again. The log keeps the last `KEEP_VERSIONS` versions; a
+replica further behind (or a gap in the log) reloads everything.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,13 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.authz.policy import Grouping, PolicyError, Rule
-from gateway.store.models import Meta, PolicyRow
+from gateway.authz.policy import Grouping, PolicyDelta, PolicyError, Rule
+from gateway.store.models import Meta, PolicyChange, PolicyRow
 from gateway.store.users import now
 
 _VERSION = "policy_version"
+# Versions kept in the change log: far more than a replica falls behind between two checks.
+KEEP_VERSIONS = 1000
 _BOOTSTRAPPED = "policy_bootstrapped"
 # The rule that makes role:admin an admin; removing it would lock every admin out.
 PROTECTED_RULE = Rule("role:admin", "*", "*", "allow")
@@ -41,6 +49,24 @@ def _row(line: Rule | Grouping, actor: str | None) -> PolicyRow:
     )
 
 
+def _line(ptype: str, v0: str, v1: str, v2: str, v3: str) -> Rule | Grouping:
+    return Rule(v0, v1, v2, v3) if ptype == "p" else Grouping(v0, v1)
+
+
+def _change(version: int, added: bool, line: Rule | Grouping) -> PolicyChange:
+    row = _row(line, None)
+    return PolicyChange(
+        version=version,
+        added=added,
+        ptype=row.ptype,
+        v0=row.v0,
+        v1=row.v1,
+        v2=row.v2,
+        v3=row.v3,
+        created_at=row.created_at,
+    )
+
+
 def _match(line: Rule | Grouping):  # noqa: ANN202 - a SQLAlchemy boolean clause
     if isinstance(line, Rule):
         return (
@@ -58,14 +84,22 @@ class PolicyStore:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     @staticmethod
-    async def _bump(session: AsyncSession) -> None:
-        meta = await session.get(Meta, _VERSION)
+    async def _bump(session: AsyncSession, changes: list[tuple[bool, Rule | Grouping]]) -> int:
+        """Next version, and its lines in the change log. The version row is locked until commit
+        (PostgreSQL), so versions commit in order and no two changes get the same number."""
+        meta = await session.scalar(select(Meta).where(Meta.key == _VERSION).with_for_update())
+        version = 1 if meta is None else int(meta.value) + 1
         if meta is None:
-            session.add(Meta(key=_VERSION, value="1"))
+            session.add(Meta(key=_VERSION, value=str(version)))
         else:
             await session.execute(
-                update(Meta).where(Meta.key == _VERSION).values(value=str(int(meta.value) + 1))
+                update(Meta).where(Meta.key == _VERSION).values(value=str(version))
             )
+        session.add_all(_change(version, added, line) for added, line in changes)
+        await session.execute(
+            delete(PolicyChange).where(PolicyChange.version <= version - KEEP_VERSIONS)
+        )
+        return version
 
     async def version(self) -> int:
         async with self._sessions() as session:
@@ -82,16 +116,49 @@ class PolicyStore:
         groupings = tuple(Grouping(r[1], r[2]) for r in rows if r[0] == "g")
         return PolicySnapshot(rules, groupings, int(meta.value) if meta else 0)
 
+    async def changes_since(self, version: int) -> PolicyDelta | None:
+        """The lines changed after ``version`` up to the current version, or None when the log
+        cannot tell (pruned, or ``version`` is not one this database had): reload everything."""
+        columns = select(
+            PolicyChange.version,
+            PolicyChange.added,
+            PolicyChange.ptype,
+            PolicyChange.v0,
+            PolicyChange.v1,
+            PolicyChange.v2,
+            PolicyChange.v3,
+        )
+        async with self._sessions() as session:
+            meta = await session.get(Meta, _VERSION)
+            current = int(meta.value) if meta else 0
+            if current == version:
+                return PolicyDelta(current, ())
+            if current < version:
+                return None
+            rows = (
+                await session.execute(
+                    columns.where(
+                        (PolicyChange.version > version) & (PolicyChange.version <= current)
+                    ).order_by(PolicyChange.id)
+                )
+            ).all()
+        if {r[0] for r in rows} != set(range(version + 1, current + 1)):
+            return None
+        return PolicyDelta(current, tuple((bool(r[1]), _line(*r[2:])) for r in rows))
+
     async def bootstrap(self, lines: Iterable[Rule | Grouping]) -> bool:
         """Load the shipped bootstrap policy once, into an empty installation."""
         async with self._sessions.begin() as session:
             if await session.get(Meta, _BOOTSTRAPPED) is not None:
                 return False
             session.add(Meta(key=_BOOTSTRAPPED, value=now().isoformat()))
+            added: list[tuple[bool, Rule | Grouping]] = []
             for line in lines:
                 if await session.scalar(select(PolicyRow.id).where(_match(line))) is None:
                     session.add(_row(line, "bootstrap"))
-            await self._bump(session)
+                    added.append((True, line))
+            if added:
+                await self._bump(session, added)
         return True
 
     async def add(
@@ -106,7 +173,7 @@ class PolicyStore:
                     session.add(_row(line, actor))
                     added.append(line)
             if added:
-                await self._bump(session)
+                await self._bump(session, [(True, line) for line in added])
         return added
 
     async def remove(self, lines: Iterable[Rule | Grouping]) -> list[Rule | Grouping]:
@@ -119,7 +186,7 @@ class PolicyStore:
                 if result.rowcount:
                     removed.append(line)
             if removed:
-                await self._bump(session)
+                await self._bump(session, [(False, line) for line in removed])
         return removed
 
     async def replace_object(self, old: str, new: str | None, actor: str | None) -> int:
@@ -133,14 +200,17 @@ class PolicyStore:
                     select(PolicyRow).where((PolicyRow.ptype == "p") & (PolicyRow.v1 == old))
                 )
             ).all()
+            changes: list[tuple[bool, Rule | Grouping]] = []
             for row in rows:
                 await session.delete(row)
+                changes.append((False, Rule(row.v0, row.v1, row.v2, row.v3)))
             await session.flush()
             if new is not None:
                 for row in rows:
                     moved = Rule(row.v0, new, row.v2, row.v3)
                     if await session.scalar(select(PolicyRow.id).where(_match(moved))) is None:
                         session.add(_row(moved, actor))
+                        changes.append((True, moved))
             if rows:
-                await self._bump(session)
+                await self._bump(session, changes)
             return len(rows)
