@@ -14,6 +14,11 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.admin.api import AdminApi
+from gateway.admin.endpoints import add_routes
+from gateway.admin.openapi import openapi_handler
+from gateway.admin.service import AdminService
+from gateway.admin.ui import Console
 from gateway.audit.api import AuditApi
 from gateway.audit.record import audit_middleware, security_event
 from gateway.audit.writer import AuditWriter, new_instance_id
@@ -213,11 +218,13 @@ def create_app(settings: Settings) -> web.Application:
     app[SEARCH] = SearchFilter(lambda: app[PROXY].session, settings.upstream_url, app[ENFORCER])
     app[HOOKS] = Hooks(app[ENFORCER], resolver)
     app.cleanup_ctx.append(_lifecycle)
-    aiohttp_jinja2.setup(
+    templates = aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("gateway", "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
     )
+    # For the page header's "Console" link; a function, so proxied requests never pay for it.
+    templates.globals["is_admin"] = app[ENFORCER].is_admin
 
     observability = Observability(
         metrics,
@@ -243,7 +250,14 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get(GATEWAY_PREFIX + "readyz", observability.readyz)
     app.router.add_get(GATEWAY_PREFIX + "metrics", observability.metrics_page)
     app.router.add_routes(pages.routes())
-    app.router.add_get(GATEWAY_PREFIX + "api/audit", AuditApi(redis, app[ENFORCER]).search)
+    admin_api = AdminApi(AdminService(users, tokens, app[ENFORCER], audit), resolver)
+    endpoints = admin_api.endpoints() + AuditApi(redis).endpoints()
+    app.router.add_get(
+        GATEWAY_PREFIX + "api/openapi.json",
+        openapi_handler(endpoints, settings.effective_public_url, authenticator.session_cookie),
+    )
+    add_routes(app, endpoints, app[ENFORCER])
+    app.router.add_routes(Console(admin_api, redis, settings.effective_public_url).routes())
     app.router.add_static(GATEWAY_PREFIX + "static/", STATIC_DIR)
     app.router.add_route("*", "/.gateway/{tail:.*}", _gateway_not_found)
     app.router.add_route("*", "/{tail:.*}", _forward)

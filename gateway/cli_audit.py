@@ -9,36 +9,25 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import click
 import redis.asyncio as aioredis
 
 from gateway.audit.record import security_event
-from gateway.audit.review import AuditQuery, follow, search, verify
+from gateway.audit.review import (
+    EXPORT_FIELDS,
+    AuditQuery,
+    flatten,
+    follow,
+    search,
+    verify,
+)
+from gateway.audit.review import parse_time as review_time
 from gateway.audit.writer import AuditWriter, new_instance_id
 from gateway.cli_common import data_dir_option, settings_or_exit
 from gateway.config import Settings
-
-EXPORT_FIELDS = (
-    "time",
-    "type",
-    "event",
-    "request_id",
-    "actor",
-    "client_ip",
-    "method",
-    "path",
-    "status",
-    "operation",
-    "resources",
-    "action",
-    "decision",
-    "rule",
-    "reason",
-    "params",
-)
 
 
 @asynccontextmanager
@@ -80,46 +69,14 @@ def _os_user() -> str:
 
 
 def parse_time(text: str | None) -> datetime | None:
-    """ISO 8601, or relative: `15m`, `2h`, `7d` ago."""
-    if not text:
-        return None
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    if text[-1:] in units and text[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r}: use ISO 8601 (2026-11-26T10:00) or 15m, 2h, 7d"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _flat(event: dict[str, Any]) -> dict[str, str]:
-    http = event.get("http") or {}
-    decisions = event.get("decisions") or []
-    return {
-        "time": event.get("time", ""),
-        "type": event.get("type", ""),
-        "event": event.get("event", ""),
-        "request_id": event.get("request_id") or "",
-        "actor": (event.get("actor") or {}).get("subject") or "",
-        "client_ip": (event.get("client") or {}).get("ip") or "",
-        "method": http.get("method", ""),
-        "path": http.get("path", ""),
-        "status": str(http.get("status", "")),
-        "operation": event.get("operation") or "",
-        "resources": " ".join(event.get("resources") or []),
-        "action": event.get("action") or "",
-        "decision": event.get("decision") or event.get("outcome") or "",
-        "rule": "; ".join(d["rule"] for d in decisions if d.get("rule")),
-        "reason": event.get("reason") or "",
-        "params": json.dumps(event.get("params") or event.get("details") or {}, sort_keys=True),
-    }
+        return review_time(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _line(event: dict[str, Any]) -> str:
-    f = _flat(event)
+    f = flatten(event)
     what = f["operation"] or f["event"] or f"{f['method']} {f['path']}"
     extra = f" {f['params']}" if f["params"] not in ("{}", "") else ""
     return (
@@ -239,7 +196,7 @@ def audit_export(since: str, until: str, fmt: str, data_dir: str | None, **kw: A
     writer = csv.DictWriter(sys.stdout, fieldnames=EXPORT_FIELDS)
     writer.writeheader()
     for event in events:
-        writer.writerow(_flat(event))
+        writer.writerow(flatten(event))
 
 
 @audit.command("verify")

@@ -11,9 +11,10 @@ import click
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.authn.principal import Principal
-from gateway.authz.enforcer import CHANNEL, subjects_of
+from gateway.authz.enforcer import CHANNEL
+from gateway.authz.explain import Holder, explain, principal_of, who_can
 from gateway.authz.policy import Grouping, PolicyError, PolicyIndex, Rule, parse_lines
+from gateway.authz.policy_import import stale_lines
 from gateway.cli_audit import record_cli_change
 from gateway.cli_common import data_dir_option, settings_or_exit
 from gateway.store.db import create_engine
@@ -171,32 +172,13 @@ def policy_import(file: Any, replace: bool, data_dir: str | None) -> None:
         removed: list[Any] = []
         if replace:
             snapshot = await store.snapshot()
-            wanted = set(lines)
-            stale = [
-                old
-                for old in (*snapshot.rules, *snapshot.groupings)
-                if old not in wanted and old != Rule("role:admin", "*", "*")
-            ]
-            removed = await store.remove(stale)
+            removed = await store.remove(stale_lines((*snapshot.rules, *snapshot.groupings), lines))
         added = await store.add(lines, actor="cli import")
         return len(added), len(removed)
 
     added, removed = _run(action, data_dir, notify=True)
     record_cli_change(settings_or_exit(data_dir), "policy_imported", added=added, removed=removed)
     click.echo(f"imported: {added} added, {removed} removed, {len(lines) - added} already present")
-
-
-async def _principal_for(users: UserStore, name: str) -> Principal:
-    user = await users.get(name)
-    if user is None:
-        # Someone known only to the IdP: judge them with their name alone.
-        return Principal(subject=name, method="anonymous")
-    return Principal(
-        subject=user.username,
-        method="password",
-        groups=frozenset(user.groups),
-        is_admin=user.is_admin,
-    )
 
 
 @policy.command("check")
@@ -211,23 +193,16 @@ def policy_check(
     user: str, object_: str, action: str, groups: tuple[str, ...], data_dir: str | None
 ) -> None:
     """May USER do ACTION on OBJECT? Prints the deciding rule; exit 0 on allow, 1 on deny."""
-    if action.startswith(("promote:", "alias:")):
-        action = action.lower()
 
-    async def explain(store: PolicyStore, users: UserStore) -> Any:
+    async def decide(store: PolicyStore, users: UserStore) -> Any:
         snapshot = await store.snapshot()
-        principal = await _principal_for(users, user.removeprefix("user:"))
-        principal = Principal(
-            subject=principal.subject,
-            method=principal.method,
-            groups=principal.groups | frozenset(groups),
-            is_admin=principal.is_admin,
+        name = user.removeprefix("user:")
+        principal = principal_of(name, await users.get(name), groups)
+        return explain(
+            PolicyIndex(snapshot.rules, snapshot.groupings), principal, (object_,), action
         )
-        index = PolicyIndex(snapshot.rules, snapshot.groupings)
-        return index.decide(subjects_of(principal), (object_,), action)
 
-    decision = _run(explain, data_dir, notify=False)
-    # As the gateway does: MLflow stage names ignore case.
+    decision = _run(decide, data_dir, notify=False)
     click.echo(f"{'allow' if decision.allowed else 'deny'}: {decision.explain()}")
     sys.exit(0 if decision.allowed else 1)
 
@@ -239,27 +214,10 @@ def policy_check(
 def policy_who_can(object_: str, action: str, data_dir: str | None) -> None:
     """List the users and groups that may do ACTION on OBJECT, each with the rule that allows it."""
 
-    async def who(store: PolicyStore, users: UserStore) -> list[tuple[str, str]]:
+    async def who(store: PolicyStore, users: UserStore) -> list[Holder]:
         snapshot = await store.snapshot()
         index = PolicyIndex(snapshot.rules, snapshot.groupings)
-        found: list[tuple[str, str]] = []
-        for decision in index.subjects_with((object_,), action):
-            found.append((decision.object, str(decision.rule)))
-        named = {subject for subject, _ in found}
-        for record in await users.list():
-            principal = Principal(
-                subject=record.username,
-                method="password",
-                groups=frozenset(record.groups),
-                is_admin=record.is_admin,
-            )
-            subject = f"user:{record.username}"
-            if subject in named or record.disabled:
-                continue
-            decision = index.decide(subjects_of(principal), (object_,), action)
-            if decision.allowed:
-                found.append((subject, str(decision.rule)))
-        return sorted(found)
+        return who_can(index, await users.list(), (object_,), action)
 
-    for subject, rule in _run(who, data_dir, notify=False):
-        click.echo(f"{subject}\t{rule}")
+    for holder in _run(who, data_dir, notify=False):
+        click.echo(f"{holder.subject}\t{holder.rule}")

@@ -1,55 +1,195 @@
-"""`GET /.gateway/api/audit`: the audit search over HTTP (admins only), for the console."""
+"""The audit trail over HTTP, for admins: search, live tail, export, chain verification."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import csv
+import io
+import json
+import time
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from redis.exceptions import RedisError
 
-from gateway.audit.review import AuditQuery, search
-from gateway.authz.enforcer import Enforcer
+from gateway.admin.endpoints import Call, Endpoint
+from gateway.admin.fields import Field
+from gateway.audit.review import (
+    EXPORT_FIELDS,
+    AuditQuery,
+    export,
+    flatten,
+    newer,
+    parse_time,
+    search,
+    verify,
+)
 from gateway.context import context_of
-from gateway.errors import BAD_REQUEST, PERMISSION_DENIED, UNAVAILABLE, mlflow_error
+
+# Where the last verification's outcome is kept, so the console can show it without re-reading
+# the whole stream on every page view.
+LAST_VERIFY_KEY = "mlgw:audit:last-verify"
+STREAM_ID = r"[0-9]{1,20}-[0-9]{1,20}"
+MAX_PROBLEMS = 100
+
+FILTERS = (
+    Field("actor", max_length=200, description="user name or service account"),
+    Field("resource", max_length=512, description="e.g. registered_model:fraud or experiment:*"),
+    Field("action", max_length=255, description="e.g. promote:production, edit, read"),
+    Field("decision", choices=("allow", "deny", "unauthenticated", "error")),
+    Field("status", "integer", minimum=100, maximum=599, description="HTTP status"),
+    Field("type", choices=("request", "security")),
+    Field("since", max_length=40, description="ISO 8601 time, or 15m / 2h / 7d ago"),
+    Field("until", max_length=40, description="ISO 8601 time, or 15m / 2h / 7d ago"),
+)
 
 
-def _time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError("times need a timezone, e.g. 2026-11-26T10:00:00+00:00")
-    return parsed
+def audit_query(q: dict[str, Any]) -> AuditQuery:
+    return AuditQuery(
+        actor=q.get("actor") or None,
+        resource=q.get("resource") or None,
+        action=q.get("action") or None,
+        decision=q.get("decision"),
+        status=q.get("status"),
+        type=q.get("type"),
+        since=parse_time(q.get("since")),
+        until=parse_time(q.get("until")),
+    )
+
+
+def export_line(event: dict[str, Any], fmt: str) -> str:
+    if fmt == "jsonl":
+        return json.dumps(event, sort_keys=True) + "\n"
+    out = io.StringIO()
+    csv.DictWriter(out, fieldnames=EXPORT_FIELDS).writerow(flatten(event))
+    return out.getvalue()
+
+
+async def last_verification(redis: aioredis.Redis) -> dict[str, Any] | None:
+    raw = await redis.get(LAST_VERIFY_KEY)
+    return json.loads(raw) if raw else None
+
+
+async def verify_and_record(redis: aioredis.Redis, who: str) -> dict[str, Any]:
+    """Verify every chain now; keep the outcome for the console's status line."""
+    report = await verify(redis)
+    outcome = {
+        "intact": report.intact,
+        "events": report.events,
+        "instances": report.instances,
+        "problems": report.problems[:MAX_PROBLEMS],
+        "problem_count": len(report.problems),
+        "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "checked_by": who,
+    }
+    await redis.set(LAST_VERIFY_KEY, json.dumps(outcome))
+    return outcome
 
 
 class AuditApi:
-    def __init__(self, redis: aioredis.Redis, enforcer: Enforcer) -> None:
+    def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._enforcer = enforcer
 
-    async def search(self, request: web.Request) -> web.Response:
-        principal = context_of(request).principal
-        if not self._enforcer.is_admin(principal):
-            context_of(request).authz_refusal = "audit search is for admins"
-            return mlflow_error(PERMISSION_DENIED, "The audit trail is for admins.")
-        q = request.query
+    async def search_audit(self, call: Call) -> dict[str, Any]:
+        limit = call.query.get("limit", 50)
+        events, cursor = await search(
+            self._redis, audit_query(call.query), limit, call.query.get("cursor")
+        )
+        return {"events": events, "next_cursor": cursor}
+
+    async def tail_audit(self, call: Call) -> dict[str, Any]:
+        events, last = await newer(
+            self._redis,
+            audit_query(call.query),
+            call.query.get("after"),
+            call.query.get("limit", 100),
+        )
+        return {"events": events, "last_id": last}
+
+    async def export_audit(self, call: Call) -> web.StreamResponse:
+        fmt = call.query.get("format", "jsonl")
+        query = audit_query(call.query)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/csv" if fmt == "csv" else "application/x-ndjson",
+                "Content-Disposition": f'attachment; filename="audit.{fmt}"',
+                "Cache-Control": "no-store",
+            }
+        )
+        await response.prepare(call.request)
         try:
-            query = AuditQuery(
-                actor=q.get("actor") or None,
-                resource=q.get("resource") or None,
-                action=q.get("action") or None,
-                decision=q.get("decision") or None,
-                status=int(q["status"]) if q.get("status") else None,
-                type=q.get("type") or None,
-                since=_time(q.get("since")),
-                until=_time(q.get("until")),
-            )
-            limit = min(max(int(q.get("limit", "50")), 1), 1000)
-        except ValueError as exc:
-            return mlflow_error(BAD_REQUEST, f"Invalid audit query: {exc}")
-        try:
-            events, cursor = await search(self._redis, query, limit, q.get("cursor") or None)
-        except RedisError:
-            return mlflow_error(UNAVAILABLE, "The audit trail (Redis) is unreachable.")
-        return web.json_response({"events": events, "next_cursor": cursor})
+            if fmt == "csv":
+                header = io.StringIO()
+                csv.DictWriter(header, fieldnames=EXPORT_FIELDS).writeheader()
+                await response.write(header.getvalue().encode())
+            async for event in export(self._redis, query):
+                await response.write(export_line(event, fmt).encode())
+            await response.write_eof()
+        except ConnectionResetError:
+            # The client stopped reading (closed the download): nothing more to send.
+            context_of(call.request).upstream_error = "client closed the export"
+        return response
+
+    async def verify_audit(self, call: Call) -> dict[str, Any]:
+        return await verify_and_record(self._redis, call.principal.subject)
+
+    def endpoints(self) -> list[Endpoint]:
+        return [
+            Endpoint(
+                "GET",
+                "/audit",
+                self.search_audit,
+                "Search the audit trail, newest first",
+                "audit",
+                query=(
+                    *FILTERS,
+                    Field("limit", "integer", minimum=1, maximum=1000, description="default 50"),
+                    Field(
+                        "cursor",
+                        pattern=STREAM_ID,
+                        max_length=41,
+                        description="next_cursor of the previous page",
+                    ),
+                ),
+                response="AuditPage",
+                errors=(400, 401, 403, 503),
+                description="Paging is stable: events written meanwhile never shift a page.",
+            ),
+            Endpoint(
+                "GET",
+                "/audit/tail",
+                self.tail_audit,
+                "Events newer than a stream id, for a live view",
+                "audit",
+                query=(
+                    *FILTERS,
+                    Field(
+                        "after",
+                        pattern=STREAM_ID,
+                        max_length=41,
+                        description="last_id of the previous call; absent: the latest",
+                    ),
+                    Field("limit", "integer", minimum=1, maximum=500, description="default 100"),
+                ),
+                response="AuditTail",
+                errors=(400, 401, 403, 503),
+            ),
+            Endpoint(
+                "GET",
+                "/audit/export",
+                self.export_audit,
+                "Every matching event, oldest first, as JSON lines or CSV",
+                "audit",
+                query=(*FILTERS, Field("format", choices=("jsonl", "csv"))),
+                media_types=("application/x-ndjson", "text/csv"),
+                errors=(400, 401, 403, 503),
+            ),
+            Endpoint(
+                "GET",
+                "/audit/verify",
+                self.verify_audit,
+                "Check every hash chain for gaps, edits and reordering",
+                "audit",
+                response="Verification",
+                errors=(401, 403, 503),
+            ),
+        ]

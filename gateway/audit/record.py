@@ -17,8 +17,10 @@ from gateway.errors import UNAVAILABLE, mlflow_error
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Probes would drown the trail in noise; they change nothing and reveal nothing.
+# Probes and the gateway's own stylesheet and script would drown the trail in noise; they change
+# nothing and reveal nothing.
 UNAUDITED = frozenset({"/.gateway/healthz", "/.gateway/readyz", "/.gateway/metrics"})
+UNAUDITED_PREFIX = "/.gateway/static/"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -103,7 +105,7 @@ def audit_middleware(
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in UNAUDITED:
+        if request.path in UNAUDITED or request.path.startswith(UNAUDITED_PREFIX):
             return await handler(request)
         ctx = context_of(request)
         if required and request.method not in SAFE_METHODS and not writer.can_store:

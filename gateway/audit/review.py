@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -15,6 +15,24 @@ from gateway.audit.writer import STREAM
 from gateway.authz.policy import object_matches
 
 CHUNK = 1000
+EXPORT_FIELDS = (
+    "time",
+    "type",
+    "event",
+    "request_id",
+    "actor",
+    "client_ip",
+    "method",
+    "path",
+    "status",
+    "operation",
+    "resources",
+    "action",
+    "decision",
+    "rule",
+    "reason",
+    "params",
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,48 @@ def _actions(event: dict[str, Any]) -> list[str]:
     return [d.get("action", "") for d in event.get("decisions", [])] + [event.get("action") or ""]
 
 
+def parse_time(text: str | None) -> datetime | None:
+    """ISO 8601, or relative: `15m`, `2h`, `7d` ago."""
+    if not text:
+        return None
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    if text[-1:] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r}: use ISO 8601 (2026-11-26T10:00) or 15m, 2h, 7d") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def flatten(event: dict[str, Any]) -> dict[str, str]:
+    """One row of an export: the fields an auditor filters and sorts by."""
+    http = event.get("http") or {}
+    decisions = event.get("decisions") or []
+    return {
+        "time": event.get("time", ""),
+        "type": event.get("type", ""),
+        "event": event.get("event", ""),
+        "request_id": event.get("request_id") or "",
+        "actor": (event.get("actor") or {}).get("subject") or "",
+        "client_ip": (event.get("client") or {}).get("ip") or "",
+        "method": http.get("method", ""),
+        "path": http.get("path", ""),
+        "status": str(http.get("status", "")),
+        "operation": event.get("operation") or "",
+        "resources": " ".join(event.get("resources") or []),
+        "action": event.get("action") or "",
+        "decision": event.get("decision") or event.get("outcome") or "",
+        "rule": "; ".join(d["rule"] for d in decisions if d.get("rule")),
+        "reason": event.get("reason") or "",
+        "params": json.dumps(event.get("params") or event.get("details") or {}, sort_keys=True),
+    }
+
+
+def _sid(stream_id: bytes | str) -> str:
+    return stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+
+
 def decode(fields: dict[Any, Any]) -> dict[str, Any]:
     raw = fields.get(b"e") or fields.get("e")
     return json.loads(raw)
@@ -75,7 +135,7 @@ async def search(
         if not entries:
             return found, None
         for stream_id, fields in entries:
-            sid = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+            sid = _sid(stream_id)
             event = decode(fields)
             event["stream_id"] = sid
             if query.matches(event):
@@ -86,27 +146,62 @@ async def search(
     return found, None
 
 
+async def newer(
+    redis: aioredis.Redis, query: AuditQuery, after: str | None, limit: int = 100
+) -> tuple[list[dict[str, Any]], str | None]:
+    """For a live view: matching events written after stream id ``after`` (None: the latest),
+    newest first, and the stream id to ask from next time."""
+    lower = f"({after}" if after else "-"
+    entries = await redis.xrevrange(STREAM, max="+", min=lower, count=CHUNK)
+    if not entries:
+        return [], after
+    found: list[dict[str, Any]] = []
+    for stream_id, fields in entries:
+        event = decode(fields)
+        event["stream_id"] = _sid(stream_id)
+        if query.matches(event) and len(found) < limit:
+            found.append(event)
+    return found, _sid(entries[0][0])
+
+
+# Events reach the stream after they happen (queued, or spooled while Redis was away): start a
+# time-bounded export this much before the first moment asked for.
+EXPORT_SLACK = timedelta(minutes=10)
+
+
+async def export(redis: aioredis.Redis, query: AuditQuery) -> AsyncIterator[dict[str, Any]]:
+    """Every matching event, oldest first, read in chunks (never the whole stream at once)."""
+    lower = "-"
+    if query.since is not None:
+        lower = str(int((query.since - EXPORT_SLACK).timestamp() * 1000))
+    async for stream_id, event in scan(redis, lower):
+        if event is not None and query.matches(event):
+            event["stream_id"] = stream_id
+            yield event
+
+
 async def follow(redis: aioredis.Redis, query: AuditQuery) -> AsyncIterator[dict[str, Any]]:
     last = "$"
     while True:
         response = await redis.xread({STREAM: last}, block=5000, count=CHUNK)
         for _, entries in response or []:
             for stream_id, fields in entries:
-                last = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+                last = _sid(stream_id)
                 event = decode(fields)
                 if query.matches(event):
                     yield event
 
 
-async def scan(redis: aioredis.Redis) -> AsyncIterator[tuple[str, dict[str, Any] | None]]:
-    """Every entry, oldest first (None for an entry that is not a readable event)."""
-    lower = "-"
+async def scan(
+    redis: aioredis.Redis, lower: str = "-"
+) -> AsyncIterator[tuple[str, dict[str, Any] | None]]:
+    """Every entry from stream id ``lower`` on, oldest first (None: not a readable event)."""
     while True:
         entries = await redis.xrange(STREAM, min=lower, max="+", count=CHUNK)
         if not entries:
             return
         for stream_id, fields in entries:
-            sid = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+            sid = _sid(stream_id)
             try:
                 yield sid, decode(fields)
             except (ValueError, TypeError, KeyError):

@@ -29,6 +29,7 @@ PUBLIC_PATHS = frozenset(
         "/.gateway/login/sso",
         "/.gateway/callback",
         "/.gateway/logout",
+        "/.gateway/api/openapi.json",
     }
 )
 PUBLIC_PREFIXES = ("/.gateway/static/",)

@@ -138,6 +138,10 @@ class Resolver:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise LookupFailed(f"lookup {path} failed: {type(exc).__name__}") from exc
 
+    async def listing(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        """A read-only MLflow call with the gateway's identity (the console's pickers)."""
+        return await self._get(path, params)
+
     async def _cached(
         self, cache: BoundedCache, key: str, fetch: Callable[[], Awaitable[Any]]
     ) -> Any:

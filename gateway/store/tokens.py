@@ -194,6 +194,11 @@ class TokenStore:
                 query = query.where(User.username == owner)
             return [_token_record(t) for t in await session.scalars(query)]
 
+    async def get(self, token_id: str) -> TokenRecord | None:
+        async with self._sessions() as session:
+            token = await session.get(Token, token_id)
+            return _token_record(token) if token else None
+
     async def revoke(self, token_id: str, owner: str | None = None) -> TokenRecord:
         """Revoke by id; with ``owner``, only that user's token (people revoking their own)."""
         async with self._sessions.begin() as session:

@@ -46,6 +46,13 @@ class UserRecord:
     last_login_at: datetime | None
 
 
+@dataclass(frozen=True)
+class GroupRecord:
+    name: str
+    members: tuple[str, ...]
+    created_at: datetime
+
+
 def to_user_record(user: User) -> UserRecord:
     return UserRecord(
         id=user.id,
@@ -119,6 +126,22 @@ class UserStore:
         async with self._sessions() as session:
             users = await session.scalars(select(User).order_by(User.username))
             return [to_user_record(u) for u in users]
+
+    async def groups(self) -> list[GroupRecord]:
+        async with self._sessions() as session:
+            found = await session.scalars(select(Group).order_by(Group.name))
+            return [
+                GroupRecord(g.name, tuple(sorted(m.username for m in g.members)), g.created_at)
+                for g in found
+            ]
+
+    async def group(self, name: str) -> GroupRecord | None:
+        async with self._sessions() as session:
+            group = await session.scalar(select(Group).where(Group.name == name))
+            if group is None:
+                return None
+            members = tuple(sorted(m.username for m in group.members))
+            return GroupRecord(group.name, members, group.created_at)
 
     async def set_password(self, username: str, password_hash: str) -> None:
         async with self._sessions.begin() as session:

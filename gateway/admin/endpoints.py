@@ -1,0 +1,195 @@
+"""The admin API's plumbing: endpoint descriptions, access rules, input checks, errors.
+
+An `Endpoint` says everything about one operation — path, who may call it, its parameters and body,
+its answer — and is the single source for both the aiohttp route and the OpenAPI document. Handlers
+receive a `Call` with the input already checked and never see a request that does not fit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from gateway.admin.fields import BadInput, Field, read_body, read_query
+from gateway.admin.service import Actor, Conflict, Missing
+from gateway.authn.csrf import SAFE_METHODS, form_token_matches
+from gateway.authn.principal import Principal
+from gateway.authz.enforcer import Enforcer
+from gateway.authz.policy import PolicyError
+from gateway.context import context_of
+from gateway.store.users import StoreError
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/.gateway/api"
+CSRF_HEADER = "X-CSRF-Token"
+# Bodies of admin calls are small; a policy import is the largest.
+MAX_BODY = 4 * 1024 * 1024
+
+# Who may call: anyone (the schema), any signed-in person (about themselves), admins.
+Access = Literal["public", "self", "admin"]
+
+INVALID = ("INVALID_PARAMETER_VALUE", 400)
+FORBIDDEN = ("PERMISSION_DENIED", 403)
+MISSING = ("RESOURCE_DOES_NOT_EXIST", 404)
+CONFLICT = ("RESOURCE_CONFLICT", 409)
+UNAVAILABLE = ("TEMPORARILY_UNAVAILABLE", 503)
+
+
+class Refused(Exception):
+    def __init__(self, kind: tuple[str, int], message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Call:
+    """One checked call: who, from where, and its parameters."""
+
+    request: web.Request
+    principal: Principal
+    path: dict[str, Any]
+    query: dict[str, Any]
+    body: dict[str, Any]
+
+    @property
+    def actor(self) -> Actor:
+        ctx = context_of(self.request)
+        return Actor(self.principal, ctx.client_ip, ctx.request_id)
+
+
+Handler = Callable[[Call], Awaitable[web.StreamResponse | dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # below /.gateway/api, with {name} placeholders described by `path_fields`
+    handler: Handler
+    summary: str
+    tag: str
+    access: Access = "admin"
+    path_fields: tuple[Field, ...] = ()
+    query: tuple[Field, ...] = ()
+    body: tuple[Field, ...] | None = None
+    # The component schema of a JSON answer; other answers (exports) name their media types.
+    response: str = ""
+    media_types: tuple[str, ...] = ("application/json",)
+    status: int = 200
+    errors: tuple[int, ...] = field(default=(400, 401, 403))
+    description: str = ""
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__.strip("_")
+
+
+def error_body(kind: tuple[str, int], message: str) -> web.Response:
+    return web.json_response({"error_code": kind[0], "message": message}, status=kind[1])
+
+
+def check_access(
+    endpoint: Endpoint, request: web.Request, principal: Principal, enforcer: Enforcer
+) -> None:
+    """Admins for admin calls; a token with a scope may read but never change (and a token limited
+    to some experiments or models is not for administration at all)."""
+    if endpoint.access == "public":
+        return
+    ctx = context_of(request)
+    if endpoint.access == "admin":
+        if not enforcer.is_admin(principal):
+            raise Refused(FORBIDDEN, "This is for gateway admins.")
+        scope = principal.scope
+        if scope is not None and (scope.experiments or scope.registered_models):
+            raise Refused(FORBIDDEN, "A token limited to experiments or models cannot administer.")
+    if principal.scope is not None and principal.scope.read_only and endpoint.method != "GET":
+        raise Refused(FORBIDDEN, "A read-only token cannot make changes.")
+    # The authentication stage already checked Origin; a header a foreign page cannot set is the
+    # second lock on changes made from a browser session.
+    session = ctx.session
+    if (
+        principal.method == "session"
+        and session is not None
+        and request.method not in SAFE_METHODS
+        and not form_token_matches(session.csrf_token, request.headers.get(CSRF_HEADER))
+    ):
+        raise Refused(FORBIDDEN, f"Changes from a browser session need the {CSRF_HEADER} header.")
+
+
+def route(endpoint: Endpoint, enforcer: Enforcer) -> Callable[[web.Request], Awaitable[Any]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        ctx = context_of(request)
+        try:
+            check_access(endpoint, request, ctx.principal, enforcer)
+            path = {
+                f.name: f.check(request.match_info[f.name], "path parameter")
+                for f in endpoint.path_fields
+            }
+            query = read_query(request.query, endpoint.query)
+            raw = await _read_body(request) if request.body_exists else b""
+            body: dict[str, Any] = {}
+            if endpoint.body is not None:
+                body = read_body(raw, endpoint.body)
+            elif raw.strip():
+                raise BadInput("this call takes no body")
+            answer = await endpoint.handler(Call(request, ctx.principal, path, query, body))
+        except Refused as exc:
+            ctx.authz_refusal = exc.message
+            return error_body(exc.kind, exc.message)
+        except BadInput as exc:
+            return error_body(INVALID, str(exc))
+        except Missing as exc:
+            return error_body(MISSING, str(exc))
+        except Conflict as exc:
+            return error_body(CONFLICT, str(exc))
+        except (StoreError, PolicyError, ValueError) as exc:
+            return error_body(INVALID, str(exc))
+        except RedisError as exc:
+            log.warning("admin API: Redis unavailable: %s", exc)
+            return error_body(UNAVAILABLE, "Redis (sessions, audit trail) is unreachable.")
+        if isinstance(answer, web.StreamResponse):
+            return answer
+        return web.json_response(answer, status=endpoint.status)
+
+    handle.__name__ = endpoint.operation_id
+    return handle
+
+
+async def _read_body(request: web.Request) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise BadInput(f"the body is larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _not_allowed(allowed: list[str]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def refuse(request: web.Request) -> web.Response:
+        response = error_body(
+            ("METHOD_NOT_ALLOWED", 405), f"{request.path} answers {', '.join(allowed)} only."
+        )
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    return refuse
+
+
+def add_routes(app: web.Application, endpoints: list[Endpoint], enforcer: Enforcer) -> None:
+    by_path: dict[str, list[Endpoint]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, []).append(endpoint)
+    for path, group in by_path.items():
+        resource = app.router.add_resource(API_PREFIX + path)
+        for endpoint in group:
+            resource.add_route(endpoint.method, route(endpoint, enforcer))
+        # Any other method on a known path: 405 with Allow, not the gateway's generic 404.
+        resource.add_route("*", _not_allowed([e.method for e in group]))
