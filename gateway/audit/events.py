@@ -28,10 +28,24 @@ def canonical(event: dict[str, Any]) -> bytes:
     return json.dumps(event, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
+def _body(event: dict[str, Any]) -> bytes:
+    return canonical({k: v for k, v in event.items() if k != "hash"})
+
+
 def chain_hash(previous: str, event: dict[str, Any]) -> str:
     """The hash of an event: over the previous hash and every field but its own hash."""
-    body = {k: v for k, v in event.items() if k != "hash"}
-    return hashlib.sha256(previous.encode() + canonical(body)).hexdigest()
+    return hashlib.sha256(previous.encode() + _body(event)).hexdigest()
+
+
+def sealed(previous: str, event: dict[str, Any]) -> bytes:
+    """Chain ``event`` to ``previous`` (sets its hash) and return its stored form.
+
+    Serialised once: the stored form is the canonical form the hash covers with the hash appended
+    as the last field, which reads back as the same event.
+    """
+    body = _body(event)
+    event["hash"] = hashlib.sha256(previous.encode() + body).hexdigest()
+    return body[:-1] + b',"hash":"' + event["hash"].encode() + b'"}'
 
 
 def base_event(kind: str, instance: str) -> dict[str, Any]:

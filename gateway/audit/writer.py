@@ -1,8 +1,11 @@
 """Audit events to a Redis stream: queued, pipelined in batches, spooled to disk when Redis is away.
 
 `emit` never waits: it chains the event (sequence number and hash of the previous event of this
-instance) and queues it. A background task drains the queue in batches into one MULTI/EXEC that
-also records, per instance, the last sequence number stored. When Redis cannot be reached, batches
+instance), serialises it once and queues it. A background task drains the queue in batches (it
+lingers a few milliseconds so a quiet gateway still writes a handful of events per round trip);
+each batch is one call of a small Lua script that adds every event to the stream and records, per
+instance, the last sequence number stored — atomically, and packed as one command rather than one
+command per event. When Redis cannot be reached, batches
 go to an append-only spool file (fsync'd per batch) and every later event follows them there, so
 order is kept; when Redis is back the spool is replayed in order. A replayed event keeps its id and
 sequence number, and events whose number Redis already has are skipped: a replay that crashed half
@@ -26,14 +29,28 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.audit.events import GENESIS, base_event, canonical, chain_hash
+from gateway.audit.events import GENESIS, base_event, sealed
 
 log = logging.getLogger(__name__)
 
 STREAM = "mlgw:audit"
 LAST_SEQ = "mlgw:audit:seq:"
 BATCH = 500
+# How long the writer waits for more events before writing a batch that is not full.
+LINGER_SECONDS = 0.005
 REPLAY_INTERVAL = 1.0
+
+# KEYS: the stream, the instance's last-sequence key. ARGV: maxlen, last sequence, then the events.
+_ADD_BATCH = """
+for i = 3, #ARGV do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
+end
+redis.call('SET', KEYS[2], ARGV[2])
+return #ARGV - 2
+"""
+
+# (the event, its stored form)
+Queued = tuple[dict[str, Any], bytes]
 
 
 def new_instance_id(kind: str = "gw") -> str:
@@ -66,7 +83,8 @@ class AuditWriter:
         self.spool_max_bytes = spool_max_bytes
         self._seq = 0
         self._prev = GENESIS
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue()
+        self._add_batch = redis.register_script(_ADD_BATCH)
         self._spool_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.state = WriterState()
@@ -83,10 +101,10 @@ class AuditWriter:
         self._seq += 1
         event["seq"] = self._seq
         event["prev"] = self._prev
-        event["hash"] = chain_hash(self._prev, event)
+        stored = sealed(self._prev, event)
         self._prev = event["hash"]
         self._idle.clear()
-        self._queue.put_nowait(event)
+        self._queue.put_nowait((event, stored))
 
     @property
     def can_store(self) -> bool:
@@ -131,8 +149,8 @@ class AuditWriter:
 
     # -- delivering --------------------------------------------------------------------------
 
-    def _take(self, limit: int) -> list[dict[str, Any]]:
-        batch: list[dict[str, Any]] = []
+    def _take(self, limit: int) -> list[Queued]:
+        batch: list[Queued] = []
         while len(batch) < limit:
             try:
                 batch.append(self._queue.get_nowait())
@@ -143,12 +161,14 @@ class AuditWriter:
     async def _drain(self) -> None:
         while True:
             first = await self._queue.get()
+            if self._queue.qsize() < BATCH - 1:
+                await asyncio.sleep(LINGER_SECONDS)
             batch = [first, *self._take(BATCH - 1)]
             await self._deliver(batch)
             if self._queue.empty():
                 self._idle.set()
 
-    async def _deliver(self, batch: list[dict[str, Any]]) -> None:
+    async def _deliver(self, batch: list[Queued]) -> None:
         async with self._spool_lock:
             spooling = self.state.spooled_bytes > 0
         if not spooling:
@@ -164,20 +184,21 @@ class AuditWriter:
                 self.state.redis_ok = False
         await self._spool(batch)
 
-    async def _xadd(self, batch: list[dict[str, Any]]) -> None:
-        last: dict[str, int] = {}
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for event in batch:
-                pipe.xadd(
-                    STREAM,
-                    {"e": canonical(event)},
-                    maxlen=self._maxlen,
-                    approximate=True,
-                )
-                last[event["instance"]] = max(last.get(event["instance"], 0), event["seq"])
-            for instance, seq in last.items():
-                pipe.set(LAST_SEQ + instance, seq)
-            await pipe.execute()
+    async def _xadd(self, batch: list[Queued]) -> None:
+        # One script call per run of events from the same instance (a live batch is one run).
+        start = 0
+        while start < len(batch):
+            instance = batch[start][0]["instance"]
+            end = start
+            while end < len(batch) and batch[end][0]["instance"] == instance:
+                end += 1
+            run = batch[start:end]
+            last = max(event["seq"] for event, _ in run)
+            await self._add_batch(
+                keys=[STREAM, LAST_SEQ + instance],
+                args=[self._maxlen, last, *(stored for _, stored in run)],
+            )
+            start = end
         self.state.written += len(batch)
 
     def _spool_path(self) -> Path:
@@ -189,8 +210,8 @@ class AuditWriter:
         # Oldest first: a previous process's spool is replayed before this one's.
         return sorted(self.spool_dir.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
 
-    async def _spool(self, batch: list[dict[str, Any]]) -> None:
-        data = b"".join(canonical(e) + b"\n" for e in batch)
+    async def _spool(self, batch: list[Queued]) -> None:
+        data = b"".join(stored + b"\n" for _, stored in batch)
         async with self._spool_lock:
             if self.state.spooled_bytes + len(data) > self.spool_max_bytes:
                 self.state.dropped += len(batch)
@@ -230,15 +251,15 @@ class AuditWriter:
     async def _replay_file(self, path: Path) -> int:
         stored: dict[str, int] = {}
         sent = 0
-        batch: list[dict[str, Any]] = []
-        for event in _read_spool(path):
+        batch: list[Queued] = []
+        for event, line in _read_spool(path):
             instance = event["instance"]
             if instance not in stored:
                 raw = await self._redis.get(LAST_SEQ + instance)
                 stored[instance] = int(raw) if raw else 0
             if event["seq"] <= stored[instance]:
                 continue  # already in Redis: a replay that stopped half way left it there
-            batch.append(event)
+            batch.append((event, line))
             if len(batch) >= BATCH:
                 await self._xadd(batch)
                 sent += len(batch)
@@ -258,12 +279,12 @@ def _append_durably(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _read_spool(path: Path) -> Iterator[dict[str, Any]]:
+def _read_spool(path: Path) -> Iterator[Queued]:
     with path.open("rb") as spool:
         for line in spool:
             if not line.endswith(b"\n"):
                 break  # a line cut by a crash mid-write was never acknowledged
             try:
-                yield json.loads(line)
+                yield json.loads(line), line[:-1]
             except ValueError:
                 log.error("audit: unreadable line in %s skipped", path)

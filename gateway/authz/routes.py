@@ -793,15 +793,33 @@ class RouteTable:
         self._by_method: dict[str, list[RouteRule]] = {}
         for rule in rules:
             self._by_method.setdefault(rule.method, []).append(rule)
-        for candidates in self._by_method.values():
+        # A template without placeholders matches one path only, and beats every template with
+        # placeholders that matches it too (they capture at least a character, so they have less
+        # literal text): those are a dict lookup. The others are tried in order of specificity,
+        # only when the path starts with their literal text.
+        self._exact: dict[str, dict[str, RouteRule]] = {}
+        self._patterns: dict[str, list[tuple[str, RouteRule]]] = {}
+        for method, candidates in self._by_method.items():
             candidates.sort(key=_specificity, reverse=True)
+            exact = self._exact.setdefault(method, {})
+            patterns = self._patterns.setdefault(method, [])
+            for rule in candidates:
+                placeholder = _PLACEHOLDER.search(rule.template)
+                if placeholder is None:
+                    exact.setdefault(rule.template, rule)
+                else:
+                    patterns.append((rule.template[: placeholder.start()], rule))
 
     def match(self, method: str, path: str) -> tuple[RouteRule, dict[str, str]] | None:
         lookup_method = "GET" if method == "HEAD" else method
-        for rule in self._by_method.get(lookup_method, ()):
-            found = rule.regex.match(path)
-            if found:
-                return rule, found.groupdict()
+        exact = self._exact.get(lookup_method, {}).get(path)
+        if exact is not None:
+            return exact, {}
+        for prefix, rule in self._patterns.get(lookup_method, ()):
+            if path.startswith(prefix):
+                found = rule.regex.match(path)
+                if found:
+                    return rule, found.groupdict()
         return None
 
     def rules(self) -> list[RouteRule]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -58,6 +59,33 @@ def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(async_url)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+# How long a read on the event loop may wait for a SQLite lock before it gives up and goes through
+# the driver's thread instead. WAL readers do not wait for writers, so this is rare.
+SYNC_READ_BUSY_MS = 50
+
+
+def _sqlite_reader_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={SYNC_READ_BUSY_MS}")
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def sync_reader(engine: AsyncEngine) -> Engine | None:
+    """For a SQLite database, a plain (blocking) engine for small indexed reads on the hot path.
+
+    A point lookup in a local SQLite file takes microseconds, while each call through aiosqlite's
+    worker thread costs a thread hand-off both ways (about a millisecond on a busy machine), so
+    the per-request lookups read directly. None for other databases (their drivers are async).
+    """
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    reader = create_sync_engine(url.set(drivername="sqlite"), pool_size=2, max_overflow=2)
+    event.listen(reader, "connect", _sqlite_reader_pragmas)
+    return reader
 
 
 async def ping(engine: AsyncEngine) -> None:

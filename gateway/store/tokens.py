@@ -9,11 +9,13 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, bindparam, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from gateway.store.models import Token, User
-from gateway.store.users import StoreError, UserRecord, now, to_user_record, validate_name
+from gateway.store.db import sync_reader
+from gateway.store.models import Group, Token, User, group_members
+from gateway.store.users import StoreError, UserRecord, now, validate_name
 
 TOKEN_PREFIX = "mlgw_"  # noqa: S105 - a public marker, not a secret
 _TOKEN_SHAPE = re.compile(r"^mlgw_[A-Za-z0-9_-]{43}\Z")
@@ -145,6 +147,61 @@ def _token_record(token: Token) -> TokenRecord:
     )
 
 
+# One statement for the token, its owner and the owner's groups (a row per group): the check runs
+# on every request, so it makes one trip to the database, not one per ORM relationship.
+_CHECK: Select[tuple[object, ...]] = (
+    select(
+        Token.id,
+        Token.name,
+        Token.scope,
+        Token.created_at,
+        Token.expires_at,
+        Token.revoked_at,
+        Token.last_used_at,
+        User.id,
+        User.username,
+        User.is_admin,
+        User.disabled,
+        User.email,
+        User.password_hash.is_not(None),
+        User.created_at,
+        User.last_login_at,
+        Group.name,
+    )
+    .join(User, User.id == Token.owner_id)
+    .outerjoin(group_members, group_members.c.user_id == User.id)
+    .outerjoin(Group, Group.id == group_members.c.group_id)
+    .where(Token.secret_hash == bindparam("secret_hash"))
+)
+
+
+def _records(rows: list[Row[tuple[object, ...]]]) -> tuple[TokenRecord, UserRecord]:
+    (tid, name, scope, created, expires, revoked, last_used) = rows[0][:7]
+    (uid, username, is_admin, disabled, email, has_password, u_created, last_login) = rows[0][7:15]
+    token = TokenRecord(
+        id=str(tid),
+        owner=str(username),
+        name=str(name),
+        scope=TokenScope.from_json(str(scope)),
+        created_at=created,  # type: ignore[arg-type]
+        expires_at=expires,  # type: ignore[arg-type]
+        revoked_at=revoked,  # type: ignore[arg-type]
+        last_used_at=last_used,  # type: ignore[arg-type]
+    )
+    owner = UserRecord(
+        id=int(uid),  # type: ignore[call-overload]
+        username=str(username),
+        is_admin=bool(is_admin),
+        disabled=bool(disabled),
+        email=email,  # type: ignore[arg-type]
+        groups=tuple(sorted(str(r[15]) for r in rows if r[15] is not None)),
+        has_password=bool(has_password),
+        created_at=u_created,  # type: ignore[arg-type]
+        last_login_at=last_login,  # type: ignore[arg-type]
+    )
+    return token, owner
+
+
 @dataclass(frozen=True)
 class TokenCheck:
     """Outcome of presenting a token: the owner when valid, else why not (for the audit log)."""
@@ -156,7 +213,9 @@ class TokenCheck:
 
 class TokenStore:
     def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._reader = sync_reader(engine)
 
     async def create(
         self,
@@ -209,22 +268,34 @@ class TokenStore:
                 token.revoked_at = now()
             return _token_record(token)
 
+    async def _lookup(self, secret_hash: str) -> list[Row[tuple[object, ...]]]:
+        params = {"secret_hash": secret_hash}
+        if self._reader is not None:
+            try:
+                with self._reader.connect() as connection:
+                    return list(connection.execute(_CHECK, params).all())
+            except OperationalError:
+                pass  # locked for longer than a hot-path read may wait: through the driver
+        async with self._engine.connect() as connection:
+            return list((await connection.execute(_CHECK, params)).all())
+
     async def check(self, secret: str) -> TokenCheck:
         if not _TOKEN_SHAPE.match(secret):
             return TokenCheck(None, None, "malformed token")
-        async with self._sessions.begin() as session:
-            token = await session.scalar(
-                select(Token).where(Token.secret_hash == hash_secret(secret))
-            )
-            if token is None:
-                return TokenCheck(None, None, "unknown token")
-            record = _token_record(token)
-            at = now()
-            state = record.state(at)
-            if state != "active":
-                return TokenCheck(None, record, f"token {record.id} is {state}")
-            if token.owner.disabled:
-                return TokenCheck(None, record, f"owner of token {record.id} is disabled")
-            if token.last_used_at is None or at - _aware(token.last_used_at) > LAST_USED_RESOLUTION:
-                token.last_used_at = at
-            return TokenCheck(to_user_record(token.owner), record, None)
+        rows = await self._lookup(hash_secret(secret))
+        if not rows:
+            return TokenCheck(None, None, "unknown token")
+        record, owner = _records(rows)
+        at = now()
+        state = record.state(at)
+        if state != "active":
+            return TokenCheck(None, record, f"token {record.id} is {state}")
+        if owner.disabled:
+            return TokenCheck(None, record, f"owner of token {record.id} is disabled")
+        last = record.last_used_at
+        if last is None or at - _aware(last) > LAST_USED_RESOLUTION:
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(Token).where(Token.id == record.id).values(last_used_at=at)
+                )
+        return TokenCheck(owner, record, None)

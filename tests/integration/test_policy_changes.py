@@ -72,7 +72,9 @@ async def test_a_change_on_one_replica_is_applied_on_the_other(replicas: Replica
     assert b.decide(BOB, ("experiment:1",), "read").allowed
     assert took < 1.0
 
-    await a.add([Grouping("user:bob", "group:team"), Rule("group:team", "experiment:2", "edit")], "t")
+    await a.add(
+        [Grouping("user:bob", "group:team"), Rule("group:team", "experiment:2", "edit")], "t"
+    )
     await replicas.b_catches_up()
     assert b.decide(BOB, ("experiment:2",), "edit").allowed
 
