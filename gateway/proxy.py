@@ -130,6 +130,13 @@ async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
+class _RelayedResponse(web.StreamResponse):
+    """Headers go out with the first piece of the body, not in a packet of their own (as
+    ``web.Response`` does): one write instead of two for every small answer."""
+
+    _send_headers_immediately = False
+
+
 class UpstreamError(Exception):
     """MLflow could not be reached or did not answer in time."""
 
@@ -258,7 +265,7 @@ class MlflowProxy:
     async def _relay(
         self, request: web.Request, upstream: aiohttp.ClientResponse, ctx: RequestContext
     ) -> web.StreamResponse:
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        response = _RelayedResponse(status=upstream.status, reason=upstream.reason)
         response.headers.update(client_response_headers(upstream.headers))
         response.headers[REQUEST_ID_HEADER] = ctx.request_id
         await response.prepare(request)

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.authn.principal import AUTHENTICATED_GROUP, Principal
+from gateway.authz.actions import grants
 from gateway.authz.policy import ADMIN_ROLE, Decision, Grouping, PolicyDelta, PolicyIndex, Rule
 from gateway.store.policies import PolicyStore
 
@@ -27,6 +28,13 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "mlgw:policy:changed"
 POLL_SECONDS = 5.0
+_EXPERIMENT_KINDS = ("experiment:", "experiment_name:")
+
+
+def _may_name_experiments(pattern: str) -> bool:
+    """Could an object pattern with ``*`` match an experiment's id or name?"""
+    literal = pattern.split("*", 1)[0]
+    return any(kind.startswith(literal) or literal.startswith(kind) for kind in _EXPERIMENT_KINDS)
 
 
 def subjects_of(principal: Principal) -> frozenset[str]:
@@ -48,6 +56,7 @@ class Enforcer:
         self._cache: OrderedDict[tuple[frozenset[str], tuple[str, ...], str], Decision] = (
             OrderedDict()
         )
+        self._readable_ids: dict[frozenset[str], frozenset[str] | None] = {}
         self.index = PolicyIndex((), ())
         self.version = -1
         # How the last change arrived: "delta" (lines applied) or "full" (everything reloaded).
@@ -71,7 +80,7 @@ class Enforcer:
         self.index.apply(delta)
         self.version = delta.version
         self.last_load = "delta"
-        self._cache.clear()
+        self._forget_answers()
         log.debug("policy version %s: %s lines applied", delta.version, len(delta.changes))
 
     async def _load_everything(self) -> None:
@@ -81,13 +90,46 @@ class Enforcer:
         index = await asyncio.to_thread(PolicyIndex, snapshot.rules, snapshot.groupings)
         self.index, self.version = index, snapshot.version
         self.last_load = "full"
-        self._cache.clear()
+        self._forget_answers()
         log.info(
             "policy version %s loaded: %s rules, %s groupings",
             snapshot.version,
             len(snapshot.rules),
             len(snapshot.groupings),
         )
+
+    def _forget_answers(self) -> None:
+        self._cache.clear()
+        self._readable_ids.clear()
+
+    def readable_experiment_ids(self, principal: Principal) -> frozenset[str] | None:
+        """The ids of every experiment the policy could let ``principal`` read, when the rules
+        that grant it read name experiments by id only; None when they do not (a pattern, a name,
+        an admin). A superset: deny rules are not subtracted, each result is still judged."""
+        subjects = subjects_of(principal)
+        if subjects in self._readable_ids:
+            return self._readable_ids[subjects]
+        reach = self.index.closure(subjects)
+        ids: set[str] | None = set()
+        if ADMIN_ROLE in reach:
+            ids = None
+        for rule in self.index.rules_of(reach) if ids is not None else ():
+            if rule.effect != "allow" or not grants(rule.action, "read"):
+                continue
+            if "*" in rule.object:
+                if _may_name_experiments(rule.object):
+                    ids = None
+                    break
+            elif rule.object.startswith("experiment_name:"):
+                ids = None
+                break
+            elif rule.object.startswith("experiment:"):
+                ids.add(rule.object.removeprefix("experiment:"))
+        found = None if ids is None else frozenset(ids)
+        if len(self._readable_ids) >= self._cache_size:
+            self._readable_ids.clear()
+        self._readable_ids[subjects] = found
+        return found
 
     def decide(self, principal: Principal, names: tuple[str, ...], action: str) -> Decision:
         key = (subjects_of(principal), names, action)

@@ -5,12 +5,19 @@ gateway fetches further upstream pages. Its own `next_page_token` records the up
 stopped in and how many of that page's items it already went through, so paging is complete and
 never repeats an item. Tokens are opaque to clients; a tampered one can only skip items, never
 reveal one (every item is judged again).
+
+Experiments are steered: when every rule that lets the caller read experiments names them by id
+(and the caller's token scope, if any, too), the upstream query itself is narrowed to those ids
+(`attribute.experiment_id IN (...) AND <the caller's filter>`). MLflow then filters, orders and
+pages the caller's share only, instead of the gateway scanning every experiment to find it; items
+are still judged one by one (deny rules, scope), so the narrowing can only save work.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +34,12 @@ LOOKUP_TIMEOUT = aiohttp.ClientTimeout(total=60)
 # Upstream pages fetched for one client page at most; past that the page is returned short, with a
 # token to continue (MLflow's contract allows short pages).
 MAX_UPSTREAM_PAGES = 50
+# Ids in one steered upstream filter at most; a caller who may read more is served page by page.
+STEER_LIMIT = 500
+# No experiment has it: the steered filter of a caller who may read none still lets MLflow check
+# the rest of the request.
+NO_EXPERIMENT = "-1"
+_EXPERIMENT_ID = re.compile(r"^[0-9]{1,18}\Z")
 
 
 @dataclass(frozen=True)
@@ -64,20 +77,37 @@ SEARCHES: dict[str, SearchSpec] = {
 _PASSED_ON = ("filter", "order_by", "view_type", "max_results")
 
 
-def encode_token(upstream: str | None, skip: int) -> str:
-    raw = json.dumps({"u": upstream, "s": skip}).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+@dataclass(frozen=True)
+class PagePosition:
+    upstream: str | None  # MLflow's token of the upstream page
+    skip: int  # items of that page already gone through
+    steered: bool = False  # the upstream query was narrowed to the caller's experiment ids
 
 
-def decode_token(token: str) -> tuple[str | None, int]:
+def encode_token(position: PagePosition) -> str:
+    data: dict[str, Any] = {"u": position.upstream, "s": position.skip}
+    if position.steered:
+        data["f"] = 1
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
+
+
+def decode_token(token: str) -> PagePosition:
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        upstream, skip = data["u"], int(data["s"])
-    except (ValueError, KeyError, TypeError):
+        upstream, skip, steered = data["u"], int(data["s"]), data.get("f") == 1
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise Ambiguous("invalid page_token") from None
     if (upstream is not None and not isinstance(upstream, str)) or skip < 0:
         raise Ambiguous("invalid page_token")
-    return upstream, skip
+    return PagePosition(upstream, skip, steered)
+
+
+def steered_filter(ids: list[str], client_filter: str | None) -> str:
+    """The caller's filter narrowed to ``ids``; the narrowing comes first, so nothing in the
+    caller's text can reach into it."""
+    narrowed = "attribute.experiment_id IN (" + ", ".join(f"'{i}'" for i in ids) + ")"
+    rest = (client_filter or "").strip()
+    return f"{narrowed} AND {rest}" if rest else narrowed
 
 
 class SearchFilter:
@@ -117,6 +147,24 @@ class SearchFilter:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise LookupFailed(f"search {spec.path} failed: {type(exc).__name__}") from exc
 
+    def steer_ids(self, name: str, principal: Principal) -> list[str] | None:
+        """The experiment ids to narrow the upstream query to, or None (search everything)."""
+        if name != "experiments":
+            return None
+        ids = self._enforcer.readable_experiment_ids(principal)
+        scope = principal.scope
+        # A scope that lists models only leaves no experiment; one with patterns narrows nothing.
+        listing = scope is not None and (scope.experiments or scope.registered_models)
+        if scope is not None and listing and not any("*" in e for e in scope.experiments):
+            listed = frozenset(scope.experiments)
+            ids = listed if ids is None else ids & listed
+        if ids is None:
+            return None
+        usable = sorted((i for i in ids if _EXPERIMENT_ID.match(i)), key=int)
+        if len(usable) > STEER_LIMIT:
+            return None
+        return usable or [NO_EXPERIMENT]
+
     def _readable(self, principal: Principal, names: tuple[str, ...]) -> bool:
         if not self._enforcer.decide(principal, names, "read").allowed:
             return False
@@ -142,25 +190,48 @@ class SearchFilter:
             raise Ambiguous("max_results must be positive")
         query["max_results"] = wanted
         client_token = (params.values("page_token") or [""])[0]
-        upstream_token, skip = decode_token(client_token) if client_token else (None, 0)
+        position = decode_token(client_token) if client_token else PagePosition(None, 0)
+        ids = self.steer_ids(name, principal)
+        if position.steered or (ids is not None and not client_token):
+            if ids is None:
+                raise Ambiguous(
+                    "page_token no longer applies: your rights changed since the first page; "
+                    "start the search again"
+                )
+            query["filter"] = steered_filter(ids, query.get("filter"))
+            position = PagePosition(position.upstream, position.skip, steered=True)
+        return await self._collect(spec, query, wanted, position, principal)
 
+    async def _collect(
+        self,
+        spec: SearchSpec,
+        query: dict[str, Any],
+        wanted: int,
+        position: PagePosition,
+        principal: Principal,
+    ) -> tuple[int, dict[str, Any]]:
+        upstream_token, skip, steered = position.upstream, position.skip, position.steered
         kept: list[dict[str, Any]] = []
         for _ in range(MAX_UPSTREAM_PAGES):
             status, body = await self._page(spec, query, upstream_token)
             if status != 200:
                 return status, body
             items = body.get(spec.items, [])
-            for position, item in enumerate(items[skip:], start=skip):
+            for offset, item in enumerate(items[skip:], start=skip):
                 if self._readable(principal, spec.readable(item)):
                     kept.append(item)
                     if len(kept) == wanted:
-                        more = position + 1 < len(items) or body.get("next_page_token")
-                        token = encode_token(upstream_token, position + 1) if more else None
+                        more = offset + 1 < len(items) or body.get("next_page_token")
+                        token = (
+                            encode_token(PagePosition(upstream_token, offset + 1, steered))
+                            if more
+                            else None
+                        )
                         return 200, _page_body(spec, kept, token)
             upstream_token, skip = body.get("next_page_token") or None, 0
             if upstream_token is None:
                 return 200, _page_body(spec, kept, None)
-        return 200, _page_body(spec, kept, encode_token(upstream_token, 0))
+        return 200, _page_body(spec, kept, encode_token(PagePosition(upstream_token, 0, steered)))
 
 
 def _page_body(spec: SearchSpec, items: list[dict[str, Any]], token: str | None) -> dict[str, Any]:
