@@ -320,7 +320,7 @@ async def _forward(request: web.Request) -> web.StreamResponse:
     if rule.filter and params is not None and not unrestricted:
         return await _filtered_search(request, judgement)
     if rule.hook and params is not None:
-        response, raw = await request.app[PROXY].exchange(request, body)
+        response, raw = await request.app[PROXY].exchange(request, body, rewritten)
         if response.status == 200:
             ctx.policy_changes = await request.app[HOOKS].after_success(
                 rule.hook, ctx.principal, params, _json_object(raw)

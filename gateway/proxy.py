@@ -121,6 +121,14 @@ def client_response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     )
 
 
+def _describe_body(headers: CIMultiDict[str], body: bytes, rewritten: bool) -> None:
+    """Headers for a body the gateway read (and, when ``rewritten``, wrote anew as JSON)."""
+    headers["Content-Length"] = str(len(body))
+    if rewritten:
+        headers["Content-Type"] = "application/json"
+        headers.pop("Content-Encoding", None)
+
+
 def _has_body(request: web.Request) -> bool:
     return request.body_exists
 
@@ -206,10 +214,7 @@ class MlflowProxy:
         body: AsyncIterator[bytes] | bytes | None
         if replacement_body is not None:
             body = replacement_body
-            headers["Content-Length"] = str(len(replacement_body))
-            if rewritten:
-                headers["Content-Type"] = "application/json"
-                headers.pop("Content-Encoding", None)
+            _describe_body(headers, replacement_body, rewritten)
         else:
             body = _body_chunks(request) if _has_body(request) else None
         try:
@@ -233,14 +238,18 @@ class MlflowProxy:
             upstream.release()
 
     async def exchange(
-        self, request: web.Request, replacement_body: bytes | None, limit: int = 16 * 1024**2
+        self,
+        request: web.Request,
+        replacement_body: bytes | None,
+        rewritten: bool = False,
+        limit: int = 16 * 1024**2,
     ) -> tuple[web.Response, bytes]:
         """Like forward, but the (small JSON) answer is read whole, for after-success hooks."""
         ctx = context_of(request)
         headers = upstream_request_headers(request.headers, ctx, self.upstream_host)
         headers["Accept-Encoding"] = "identity"  # the gateway reads this answer itself
         if replacement_body is not None:
-            headers["Content-Length"] = str(len(replacement_body))
+            _describe_body(headers, replacement_body, rewritten)
         try:
             async with self.session.request(
                 request.method,

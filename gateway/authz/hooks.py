@@ -56,6 +56,12 @@ class Hooks:
                 f"registered_model:{old}", f"registered_model:{new}", principal.subject
             )
             return [f"moved {moved} rule(s) from registered_model:{old} to registered_model:{new}"]
+        if hook == "run_created":
+            info = (response.get("run") or {}).get("info") or {}
+            run_id, experiment_id = info.get("run_id"), info.get("experiment_id")
+            if isinstance(run_id, str) and experiment_id is not None:
+                self.resolver.remember_run(run_id, str(experiment_id))
+            return []
         if hook == "trace_started":
             trace_ids = params.values("trace.trace_info.trace_id")
             for trace_id in trace_ids:

@@ -183,6 +183,11 @@ class Resolver:
 
         return await self.experiment(await self._cached(self.owner_of, key, fetch))
 
+    def remember_run(self, run_id: str, experiment_id: str) -> None:
+        """What MLflow answered to CreateRun: the new run's experiment, known without a lookup."""
+        if _EXPERIMENT_ID.match(experiment_id):
+            self.owner_of.put(f"run:{run_id}", experiment_id)
+
     async def run(self, run_id: str) -> Resource:
         return await self._owner(
             f"run:{run_id}",

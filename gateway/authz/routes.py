@@ -192,7 +192,8 @@ api("POST", "/2.0mlflow/experiments/search-datasets", "SearchDatasetsUnserved", 
 ajax("POST", "/2.0/mlflow/experiments/search-datasets", "SearchDatasets", exps())
 
 # -- runs -----------------------------------------------------------------------------------------
-api("POST", "/2.0/mlflow/runs/create", "CreateRun", exp(action="edit"))
+# The hook remembers the new run's experiment: the run's first log call needs no lookup.
+api("POST", "/2.0/mlflow/runs/create", "CreateRun", exp(action="edit"), hook="run_created")
 ajax(
     "POST",
     "/2.0/mlflow/runs/create-promptlab-run",
