@@ -2,6 +2,11 @@
 
 Counters live in Redis so every replica sees them. If Redis is unreachable the counters fall back to
 this process's memory: protection weakens to per-replica but never switches off.
+
+Every request asks whether its client is locked out. A "not locked" answer from Redis is trusted for
+a second, so a busy client costs one Redis round trip per second instead of one per request; a
+failure recorded by this replica forgets it at once, and a lockout started on another replica
+applies here within that second.
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.cache import BoundedCache
+
 log = logging.getLogger(__name__)
 
 _PREFIX = "mlgw:lockout:"
 # Lockout periods double with each lockout inside this window, up to the maximum.
 _STRIKE_WINDOW = 24 * 3600
 _MAX_LOCK = 24 * 3600
+NOT_LOCKED_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class Lockout:
         self._redis = redis
         self.policy = policy
         self._local = _LocalCounters()
+        self._not_locked = BoundedCache(100_000, ttl=NOT_LOCKED_SECONDS)
 
     @staticmethod
     def _subjects(username: str | None, ip: str) -> list[tuple[str, str]]:
@@ -75,17 +84,28 @@ class Lockout:
 
     async def retry_after(self, username: str | None, ip: str) -> int:
         """Seconds until the user or IP may try again; 0 when not locked."""
-        keys = [f"{_PREFIX}lock:{kind}:{value}" for kind, value in self._subjects(username, ip)]
+        keys = [
+            key
+            for kind, value in self._subjects(username, ip)
+            if self._not_locked.get(key := f"{_PREFIX}lock:{kind}:{value}") is None
+        ]
+        if not keys:
+            return 0
         try:
             ttls = [await self._redis.ttl(key) for key in keys]
         except RedisError:
             ttls = [self._local.ttl(key) for key in keys]
+        else:
+            for key, ttl in zip(keys, ttls, strict=True):
+                if ttl <= 0:
+                    self._not_locked.put(key, True)
         return max([t for t in ttls if t > 0], default=0)
 
     async def record_failure(self, username: str | None, ip: str) -> int:
         """Count a failure; returns the lock period started by it (0 when none)."""
         longest = 0
         for kind, value in self._subjects(username, ip):
+            self._not_locked.drop(f"{_PREFIX}lock:{kind}:{value}")
             threshold = self.policy.user_threshold if kind == "user" else self.policy.ip_threshold
             fails_key = f"{_PREFIX}fails:{kind}:{value}"
             try:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, text
-from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -66,26 +66,36 @@ def create_engine(url: str) -> AsyncEngine:
 SYNC_READ_BUSY_MS = 50
 
 
-def _sqlite_reader_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={SYNC_READ_BUSY_MS}")
-    cursor.execute("PRAGMA query_only=ON")
-    cursor.close()
-
-
-def sync_reader(engine: AsyncEngine) -> Engine | None:
-    """For a SQLite database, a plain (blocking) engine for small indexed reads on the hot path.
+class SqliteReader:
+    """Small indexed reads of a SQLite gateway database, straight from the event loop.
 
     A point lookup in a local SQLite file takes microseconds, while each call through aiosqlite's
     worker thread costs a thread hand-off both ways (about a millisecond on a busy machine), so
-    the per-request lookups read directly. None for other databases (their drivers are async).
+    the per-request lookups read directly. Values come back as SQLite stores them (timestamps as
+    text, booleans as integers). Raises sqlite3.OperationalError when the file stays locked
+    longer than SYNC_READ_BUSY_MS: the caller then reads through the async engine.
     """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._connection: sqlite3.Connection | None = None
+
+    def query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        if self._connection is None:
+            connection = sqlite3.connect(self._path, check_same_thread=False)
+            connection.execute(f"PRAGMA busy_timeout={SYNC_READ_BUSY_MS}")
+            connection.execute("PRAGMA query_only=ON")
+            self._connection = connection
+        return self._connection.execute(sql, params).fetchall()
+
+
+def sqlite_reader(engine: AsyncEngine) -> SqliteReader | None:
+    """A direct reader when the database is a SQLite file; None for other databases (their
+    drivers are asynchronous already)."""
     url = engine.url
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
-    reader = create_sync_engine(url.set(drivername="sqlite"), pool_size=2, max_overflow=2)
-    event.listen(reader, "connect", _sqlite_reader_pragmas)
-    return reader
+    return SqliteReader(url.database)
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -6,14 +6,17 @@ import hashlib
 import json
 import re
 import secrets
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from gateway.store.db import sync_reader
+from gateway.store.db import sqlite_reader
 from gateway.store.models import Group, Token, User, group_members
 from gateway.store.users import StoreError, UserRecord, now, validate_name
 
@@ -175,7 +178,16 @@ _CHECK: Select[tuple[object, ...]] = (
 )
 
 
-def _records(rows: list[Row[tuple[object, ...]]]) -> tuple[TokenRecord, UserRecord]:
+# The same statement as SQLite text, for the direct reader (one positional parameter).
+_CHECK_SQLITE = str(_CHECK.compile(dialect=sqlite.dialect()))
+
+
+def _time(value: Any) -> datetime | None:
+    # The direct SQLite reader gets the text SQLAlchemy stored; the async engines get datetimes.
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _records(rows: Sequence[Sequence[Any]]) -> tuple[TokenRecord, UserRecord]:
     (tid, name, scope, created, expires, revoked, last_used) = rows[0][:7]
     (uid, username, is_admin, disabled, email, has_password, u_created, last_login) = rows[0][7:15]
     token = TokenRecord(
@@ -183,21 +195,21 @@ def _records(rows: list[Row[tuple[object, ...]]]) -> tuple[TokenRecord, UserReco
         owner=str(username),
         name=str(name),
         scope=TokenScope.from_json(str(scope)),
-        created_at=created,  # type: ignore[arg-type]
-        expires_at=expires,  # type: ignore[arg-type]
-        revoked_at=revoked,  # type: ignore[arg-type]
-        last_used_at=last_used,  # type: ignore[arg-type]
+        created_at=_time(created) or datetime.min,
+        expires_at=_time(expires),
+        revoked_at=_time(revoked),
+        last_used_at=_time(last_used),
     )
     owner = UserRecord(
-        id=int(uid),  # type: ignore[call-overload]
+        id=int(uid),
         username=str(username),
         is_admin=bool(is_admin),
         disabled=bool(disabled),
-        email=email,  # type: ignore[arg-type]
+        email=email,
         groups=tuple(sorted(str(r[15]) for r in rows if r[15] is not None)),
         has_password=bool(has_password),
-        created_at=u_created,  # type: ignore[arg-type]
-        last_login_at=last_login,  # type: ignore[arg-type]
+        created_at=_time(u_created) or datetime.min,
+        last_login_at=_time(last_login),
     )
     return token, owner
 
@@ -215,7 +227,7 @@ class TokenStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._reader = sync_reader(engine)
+        self._reader = sqlite_reader(engine)
 
     async def create(
         self,
@@ -268,16 +280,14 @@ class TokenStore:
                 token.revoked_at = now()
             return _token_record(token)
 
-    async def _lookup(self, secret_hash: str) -> list[Row[tuple[object, ...]]]:
-        params = {"secret_hash": secret_hash}
+    async def _lookup(self, secret_hash: str) -> Sequence[Sequence[Any]]:
         if self._reader is not None:
             try:
-                with self._reader.connect() as connection:
-                    return list(connection.execute(_CHECK, params).all())
-            except OperationalError:
+                return self._reader.query(_CHECK_SQLITE, (secret_hash,))
+            except sqlite3.OperationalError:
                 pass  # locked for longer than a hot-path read may wait: through the driver
         async with self._engine.connect() as connection:
-            return list((await connection.execute(_CHECK, params)).all())
+            return (await connection.execute(_CHECK, {"secret_hash": secret_hash})).all()
 
     async def check(self, secret: str) -> TokenCheck:
         if not _TOKEN_SHAPE.match(secret):
