@@ -58,7 +58,7 @@ from gateway.observability import (
 from gateway.page_headers import page_headers_middleware
 from gateway.proxy import MlflowProxy
 from gateway.store.db import create_engine, ping
-from gateway.store.migrate import upgrade_database
+from gateway.store.migrate import upgrade_database_in_child
 from gateway.store.policies import PolicyStore
 from gateway.store.tokens import TokenStore
 from gateway.store.users import UserStore
@@ -266,7 +266,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    await upgrade_database(app[DATABASE])
+    await upgrade_database_in_child(app[DATABASE], settings.effective_database_url)
     await ensure_bootstrap_admin(app[USERS], settings.admin_username, settings.admin_password)
     policy_file = settings.policy_file or SHIPPED_POLICY
     await app[ENFORCER].store.bootstrap(parse_lines(policy_file.read_text()))

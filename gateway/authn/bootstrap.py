@@ -7,8 +7,10 @@ import os
 import secrets
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from gateway.authn.passwords import hash_password
-from gateway.store.users import UserStore
+from gateway.store.users import StoreError, UserStore
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,12 @@ async def ensure_bootstrap_admin(users: UserStore, username: str, password: str 
     """Create the admin if it does not exist yet. An existing account is never changed."""
     if password is None or await users.get(username) is not None:
         return False
-    await users.add(username, hash_password(password), is_admin=True)
+    try:
+        await users.add(username, hash_password(password), is_admin=True)
+    except (StoreError, IntegrityError):
+        # Replicas starting together: another one created it between our look and our insert.
+        if await users.get(username) is None:
+            raise
+        return False
     log.info("bootstrap admin %r created", username)
     return True

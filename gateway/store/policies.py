@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.authz.policy import Grouping, PolicyDelta, PolicyError, Rule
@@ -148,6 +149,19 @@ class PolicyStore:
 
     async def bootstrap(self, lines: Iterable[Rule | Grouping]) -> bool:
         """Load the shipped bootstrap policy once, into an empty installation."""
+        try:
+            return await self._bootstrap(lines)
+        except IntegrityError:
+            # Replicas starting together: another one bootstrapped first (its marker row won).
+            if await self._bootstrapped():
+                return False
+            raise
+
+    async def _bootstrapped(self) -> bool:
+        async with self._sessions() as session:
+            return await session.get(Meta, _BOOTSTRAPPED) is not None
+
+    async def _bootstrap(self, lines: Iterable[Rule | Grouping]) -> bool:
         async with self._sessions.begin() as session:
             if await session.get(Meta, _BOOTSTRAPPED) is not None:
                 return False
