@@ -26,8 +26,6 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
-	$(BIN)/python bench/audit.py
-	$(BIN)/python bench/decisions.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,38 +1,34 @@
-"""Authorization decisions at scale: the policy index against plain pycasbin.
+"""Authorization decisions at scale: the policy index against plain pycasbin, and policy reloads.
 
-`.venv/bin/python bench/decisions.py [--no-docs] [--casbin-seconds S]` generates two realistic
-random policies (10,000 rules; 100,000 rules with 10,000 users and 1,000 groups), draws 10,000
-distinct requests for each and measures:
+Part of `bench/run.py` (`--only decisions` runs it alone). Generates realistic random policies
+(10,000 rules; 100,000 rules with 10,000 users and 1,000 groups), draws distinct requests for each
+(10,000 in a full run) and measures:
 
-- reload: building the `PolicyIndex` from the rules, and `Enforcer.load()` from a SQLite policy
-  table (the database read plus the index build, what a replica does when the policy changes);
 - warm decisions: `Enforcer.decide` answering from its decision cache (every request seen before);
 - cold decisions: `PolicyIndex.decide` on requests it has never seen, the regex cache of object
   patterns emptied first (what a cache miss costs);
 - plain pycasbin (`casbin.Enforcer` on policies/model.conf with `objMatch` and `actMatch`, as in
-  tests/unit/test_policy_index.py) on the same requests for as long as its time budget lasts,
-  checking that every answer is the index's.
-
-Results go to bench/results/<time>-decisions.json and, unless --no-docs, to the section of
-docs/benchmarks.md between `<!-- decisions:begin -->` and `<!-- decisions:end -->`.
+  tests/unit/test_policy_index.py): on the whole policy for as long as its time budget lasts (its
+  own time per decision), and on every request of the sample with the policy cut to the rules of
+  the requester and of the roles pycasbin's own role manager finds for it — every answer must be
+  the index's;
+- reloads: `Enforcer.load()` from a SQLite policy table after one change on another replica (the
+  changed line applied from the change log) and of the whole policy (what a replica does when it
+  starts or missed too much), each with the longest pause of the event loop meanwhile.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import contextlib
 import gc
-import json
 import logging
-import os
 import random
-import re
 import statistics
-import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -41,7 +37,10 @@ from typing import Any
 import casbin  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
 from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.profile import Profile
+from bench.summary import Target, table
 from gateway.authn.principal import Principal
 from gateway.authz.actions import matches
 from gateway.authz.enforcer import Enforcer, subjects_of
@@ -63,13 +62,7 @@ from gateway.store.policies import PolicyStore
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "policies" / "model.conf"
 BOOTSTRAP = REPO / "policies" / "bootstrap.csv"
-DOCS = REPO / "docs" / "benchmarks.md"
-RESULTS_DIR = REPO / "bench" / "results"
-BEGIN = "<!-- decisions:begin -->"
-END = "<!-- decisions:end -->"
-COMMAND = ".venv/bin/python bench/decisions.py"
 SEED = 20261126
-REQUESTS = 10_000
 BUILD_REPEATS = 3
 WARM_PASSES = 3
 # The request's names travel to pycasbin as one string (see casbin_object_match).
@@ -88,10 +81,14 @@ class Workload:
     reload_target_s: float | None
 
 
-WORKLOADS = (
-    Workload("10k rules", 10_000, 1_000, 100, 1000.0, None, None),
-    Workload("100k rules", 100_000, 10_000, 1_000, 50.0, 2000.0, 1.0),
-)
+WORKLOADS = {
+    "10k rules": Workload("10k rules", 10_000, 1_000, 100, None, None, None),
+    "100k rules": Workload("100k rules", 100_000, 10_000, 1_000, 50.0, 2000.0, 1.0),
+    # Smoke runs: the same code paths on a policy that builds in a moment.
+    "2k rules": Workload("2k rules", 2_000, 200, 20, None, None, None),
+}
+# The issue's size: the replica benchmark stores this policy in PostgreSQL.
+LARGE = WORKLOADS["100k rules"]
 
 
 @dataclass(frozen=True)
@@ -113,7 +110,7 @@ class GeneratedPolicy:
 # -- a realistic random policy --------------------------------------------------------------------
 
 
-def generate(workload: Workload, seed: int) -> GeneratedPolicy:
+def generate(workload: Workload, seed: int, n_requests: int = 10_000) -> GeneratedPolicy:
     """Teams (groups) own experiments by name prefix and models by prefix; creators own what they
     created (the owner rule the gateway adds); departments read their teams' work; some cross-team
     shares, some per-user grants and patterns, some denies, a release-manager group, a few admins.
@@ -275,7 +272,7 @@ def generate(workload: Workload, seed: int) -> GeneratedPolicy:
     # Requests: mostly reads, on the user's own teams' things half of the time; 5 % run into a
     # deny rule.
     requests: dict[tuple[int, tuple[str, ...], str], None] = {}
-    while len(requests) < REQUESTS:
+    while len(requests) < n_requests:
         user = rng.randrange(n_users)
         own = rng.random() < 0.5
         roll = rng.random()
@@ -344,6 +341,8 @@ def generate(workload: Workload, seed: int) -> GeneratedPolicy:
 def percentiles(samples_ns: Sequence[int]) -> dict[str, float]:
     """p50 / p99 / max in microseconds."""
     ordered = sorted(samples_ns)
+    if len(ordered) < 2:
+        ordered = ordered * 2 or [0, 0]
     cut = statistics.quantiles(ordered, n=100, method="inclusive")
     return {
         "p50_us": cut[49] / 1000,
@@ -397,38 +396,105 @@ def build_seconds(policy: GeneratedPolicy) -> tuple[float, PolicyIndex]:
     return statistics.median(times), index
 
 
-async def sqlite_enforcer(policy: GeneratedPolicy, folder: Path) -> tuple[Enforcer, float, float]:
-    """Store the policy in a SQLite policy table; time `Enforcer.load()` (snapshot + index)."""
-    engine = create_engine(f"sqlite:///{folder / 'gateway.db'}")
-    await upgrade_database(engine)
+def policy_rows(rules: Sequence[Rule], groupings: Sequence[Grouping]) -> list[dict[str, Any]]:
+    """Rows of the gateway's policy table, for a bulk insert."""
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = [
         {"ptype": "p", "v0": r.subject, "v1": r.object, "v2": r.action, "v3": r.effect}
-        for r in policy.rules
-    ] + [
-        {"ptype": "g", "v0": g.member, "v1": g.group, "v2": "", "v3": ""} for g in policy.groupings
-    ]
+        for r in rules
+    ] + [{"ptype": "g", "v0": g.member, "v1": g.group, "v2": "", "v3": ""} for g in groupings]
     for row in rows:
         row.update(created_at=now, created_by="bench")
+    return rows
+
+
+async def store_policy(engine: AsyncEngine, policy: GeneratedPolicy) -> None:
+    """The generated policy as version 1 of a fresh gateway database."""
+    await upgrade_database(engine)
     async with engine.begin() as connection:
-        await connection.execute(insert(PolicyRow), rows)
+        await connection.execute(insert(PolicyRow), policy_rows(policy.rules, policy.groupings))
         await connection.execute(insert(Meta), [{"key": "policy_version", "value": "1"}])
-    # The Redis client is only used to announce changes, which this benchmark never makes.
-    enforcer = Enforcer(PolicyStore(engine), aioredis.Redis.from_url("redis://127.0.0.1:1/0"))
-    loads, snapshots = [], []
-    for _ in range(BUILD_REPEATS):
-        enforcer.version = -1
+
+
+class LoopWatch:
+    """The longest pause of the event loop while it runs: what a request waiting to be served
+    would have waited at most."""
+
+    def __init__(self, tick: float = 0.001) -> None:
+        self.tick = tick
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(self.tick)
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - last - self.tick)
+            last = now
+
+    async def __aenter__(self) -> LoopWatch:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.sleep(self.tick * 2)
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+async def reloads(policy: GeneratedPolicy, folder: Path, repeats: int) -> dict[str, Any]:
+    """Two replicas on one SQLite database: B loads everything, A changes one line, B catches up
+    from the change log; then B reloads everything. Times and event-loop pauses of both."""
+    url = f"sqlite:///{folder / 'gateway.db'}"
+    engine_a, engine_b = create_engine(url), create_engine(url)
+    await store_policy(engine_a, policy)
+    # The Redis clients only announce changes, which is not what is timed here.
+    unused = aioredis.Redis.from_url("redis://127.0.0.1:1/0")
+    replica_a = Enforcer(PolicyStore(engine_a), unused)
+    replica_b = Enforcer(PolicyStore(engine_b), unused)
+    full, full_pause, delta, delta_pause, snapshot = [], [], [], [], []
+    for attempt in range(repeats):
+        replica_b.version = -1
         gc.collect()
+        async with LoopWatch() as watch:
+            start = time.perf_counter()
+            await replica_b.load()
+            full.append(time.perf_counter() - start)
+        full_pause.append(watch.longest)
+        assert replica_b.last_load == "full"
         start = time.perf_counter()
-        await enforcer.store.snapshot()
-        snapshots.append(time.perf_counter() - start)
-        enforcer.version = -1
-        gc.collect()
-        start = time.perf_counter()
-        await enforcer.load()
-        loads.append(time.perf_counter() - start)
-    await engine.dispose()
-    return enforcer, statistics.median(loads), statistics.median(snapshots)
+        await replica_b.store.snapshot()
+        snapshot.append(time.perf_counter() - start)
+        for change in range(5):
+            line = Rule(f"user:bench-{attempt}-{change}", f"experiment:{attempt}{change}", "read")
+            await replica_a.store.add([line], actor="bench")
+            async with LoopWatch() as watch:
+                start = time.perf_counter()
+                await replica_b.load()
+                delta.append(time.perf_counter() - start)
+            delta_pause.append(watch.longest)
+            assert replica_b.last_load == "delta"
+            assert replica_b.decide(
+                Principal(subject=f"bench-{attempt}-{change}", method="token"),
+                (line.object,),
+                "read",
+            ).allowed
+    await engine_a.dispose()
+    await engine_b.dispose()
+    await unused.aclose()
+    return {
+        "full_reload_s": statistics.median(full),
+        "full_reload_pause_s": max(full_pause),
+        "snapshot_s": statistics.median(snapshot),
+        "delta_reload_s": statistics.median(delta),
+        "delta_reload_max_s": max(delta),
+        "delta_reload_pause_s": max(delta_pause),
+        "delta_reloads": len(delta),
+    }
 
 
 def casbin_object_match(requested: str, pattern: str) -> bool:
@@ -437,41 +503,89 @@ def casbin_object_match(requested: str, pattern: str) -> bool:
     return any(object_matches(name, pattern) for name in requested.split(NAME_SEPARATOR))
 
 
-def casbin_enforcer(policy: GeneratedPolicy, folder: Path) -> tuple[casbin.Enforcer, float]:
-    """Plain pycasbin on the shipped model. What the principal brings with it (its groups from the
-    IdP, group:authenticated, the admin flag) becomes `g` lines of its user, casbin's way to say it.
-    Loaded from a CSV file: `add_policy` checks for duplicates by a list scan, O(n²) at 100k."""
-    path = folder / "policy.csv"
-    with path.open("w") as out:
-        for rule in policy.rules:
-            out.write(f"{rule}\n")
-        for grouping in policy.groupings:
-            out.write(f"{grouping}\n")
-        for principal in policy.principals:
-            for subject in sorted(subjects_of(principal) - {f"user:{principal.subject}"}):
-                out.write(f"g, user:{principal.subject}, {subject}\n")
+def principal_groupings(policy: GeneratedPolicy) -> list[Grouping]:
+    """What a principal brings with it (its IdP groups, group:authenticated, the admin flag) as
+    `g` lines of its user: casbin's way to say it."""
+    return [
+        Grouping(f"user:{p.subject}", subject)
+        for p in policy.principals
+        for subject in sorted(subjects_of(p) - {f"user:{p.subject}"})
+    ]
+
+
+def new_casbin(path: Path | None = None) -> casbin.Enforcer:
     logging.getLogger("casbin").setLevel(logging.ERROR)
-    gc.collect()
-    start = time.perf_counter()
-    enforcer = casbin.Enforcer(str(MODEL), str(path))
+    enforcer = casbin.Enforcer(str(MODEL), str(path)) if path else casbin.Enforcer(str(MODEL))
     enforcer.add_function("objMatch", casbin_object_match)
     enforcer.add_function("actMatch", matches)
+    return enforcer
+
+
+def casbin_enforcer(policy: GeneratedPolicy, folder: Path) -> tuple[casbin.Enforcer, float]:
+    """Plain pycasbin on the shipped model with the whole policy. Loaded from a CSV file:
+    `add_policy` checks for duplicates by a list scan, O(n²) at 100k."""
+    path = folder / "policy.csv"
+    with path.open("w") as out:
+        for line in (*policy.rules, *policy.groupings, *principal_groupings(policy)):
+            out.write(f"{line}\n")
+    gc.collect()
+    start = time.perf_counter()
+    enforcer = new_casbin(path)
     return enforcer, time.perf_counter() - start
 
 
-def measure(workload: Workload, casbin_seconds: float) -> dict[str, Any]:
-    print(f"[{workload.name}] generating the policy and {REQUESTS:,} requests", flush=True)
-    policy = generate(workload, SEED + workload.rules)
-    result: dict[str, Any] = {"workload": asdict(workload), "policy": policy.stats}
+class SlicedCasbin:
+    """pycasbin answering each request on the slice of the policy that can decide it.
+
+    The matcher starts with `g(r.sub, p.sub)`: a rule whose subject is neither the requester nor
+    one of the roles pycasbin's role manager finds for it never matches. So for each requester,
+    pycasbin itself names those roles (`get_implicit_roles_for_user` over every `g` line); an
+    enforcer is then given their rules and `g` lines only, and asked. Same model, same functions,
+    same answers as on the whole policy, at a cost that allows every request of the sample."""
+
+    def __init__(self, policy: GeneratedPolicy, folder: Path) -> None:
+        path = folder / "groupings.csv"
+        groupings = [*policy.groupings, *principal_groupings(policy)]
+        path.write_text("".join(f"{g}\n" for g in groupings))
+        self._roles = new_casbin(path)
+        self._rules: dict[str, list[list[str]]] = {}
+        for rule in policy.rules:
+            self._rules.setdefault(rule.subject, []).append(
+                [rule.subject, rule.object, rule.action, rule.effect]
+            )
+        self._edges: dict[str, list[list[str]]] = {}
+        for grouping in groupings:
+            self._edges.setdefault(grouping.member, []).append([grouping.member, grouping.group])
+        self._slice = new_casbin()
+        self._user = ""
+
+    def enforce(self, user: str, obj: str, action: str) -> bool:
+        if user != self._user:
+            subjects = [user, *self._roles.get_implicit_roles_for_user(user)]
+            self._slice.clear_policy()
+            rules = [r for s in subjects for r in self._rules.get(s, ())]
+            if rules:
+                self._slice.add_policies(rules)
+            edges = [e for s in subjects for e in self._edges.get(s, ())]
+            if edges:
+                self._slice.add_grouping_policies(edges)
+            self._user = user
+        return bool(self._slice.enforce(user, obj, action))
+
+
+def measure(workload: Workload, profile: Profile) -> dict[str, Any]:
+    n = profile.decision_requests
+    print(f"[{workload.name}] generating the policy and {n:,} requests", flush=True)
+    policy = generate(workload, SEED + workload.rules, n)
+    result: dict[str, Any] = {"workload": asdict(workload), "policy": policy.stats, "requests": n}
 
     print(f"[{workload.name}] building the index ({BUILD_REPEATS} times)", flush=True)
     result["index_build_s"], index = build_seconds(policy)
 
     with tempfile.TemporaryDirectory(prefix="mlgw-decisions-") as tmp:
         folder = Path(tmp)
-        print(f"[{workload.name}] Enforcer.load() from SQLite ({BUILD_REPEATS} times)", flush=True)
-        enforcer, load_s, snapshot_s = asyncio.run(sqlite_enforcer(policy, folder))
-        result["enforcer_load_s"], result["snapshot_s"] = load_s, snapshot_s
+        print(f"[{workload.name}] reloads: one change, everything", flush=True)
+        result["reload"] = asyncio.run(reloads(policy, folder, profile.reload_repeats))
 
         requests = policy.requests
         print(f"[{workload.name}] cold decisions: PolicyIndex.decide, no cache", flush=True)
@@ -488,53 +602,74 @@ def measure(workload: Workload, casbin_seconds: float) -> dict[str, Any]:
             result[outcome] = sum(outcome_of(d) == outcome for d in decisions)
 
         print(f"[{workload.name}] warm decisions: Enforcer.decide from its cache", flush=True)
-        enforcer._cache.clear()
+        enforcer = Enforcer(None, None)  # type: ignore[arg-type]  # in memory only: no store
+        enforcer.index = index
         for r in requests:  # fill the decision cache
             enforcer.decide(r.principal, r.names, r.action)
         warm_ns: list[int] = []
         warm_same = True
         order = list(requests)
+        expected = {id(r): a for r, a in zip(requests, cold, strict=True)}
         for _ in range(WARM_PASSES):
             random.Random(len(warm_ns)).shuffle(order)
             samples, answers = time_warm(enforcer, order)
             warm_ns += samples
-            expected = {id(r): a for r, a in zip(requests, cold, strict=True)}
             warm_same &= all(expected[id(r)] == a for r, a in zip(order, answers, strict=True))
         result["warm"] = percentiles(warm_ns)
         result["warm_equals_cold"] = warm_same
 
-        print(f"[{workload.name}] plain pycasbin, {casbin_seconds:.0f} s budget", flush=True)
-        reference, casbin_load_s = casbin_enforcer(policy, folder)
-        result["casbin_load_s"] = casbin_load_s
-        casbin_ns: list[int] = []
-        mismatches: list[str] = []
-        checked: list[int] = []
-        deadline = time.perf_counter() + casbin_seconds
-        gc.collect()
-        for i in balanced_order(decisions):
-            if time.perf_counter() > deadline:
-                break
-            request = requests[i]
-            obj = NAME_SEPARATOR.join(request.names)
-            start = time.perf_counter_ns()
-            theirs = reference.enforce(f"user:{request.principal.subject}", obj, request.action)
-            casbin_ns.append(time.perf_counter_ns() - start)
-            checked.append(i)
-            if theirs != cold[i]:
-                mismatches.append(f"{request} casbin={theirs} index={cold[i]}")
-        result["casbin"] = percentiles(casbin_ns)
-        counts = {outcome: 0 for outcome in OUTCOMES}
-        for i in checked:
-            counts[outcome_of(decisions[i])] += 1
-        result["casbin_checked"] = {
-            "requests": len(checked),
-            **counts,
-            "mismatches": mismatches[:20],
-            "mismatch_count": len(mismatches),
-            "distinct_users": len({requests[i].principal.subject for i in checked}),
-        }
-    result["targets"] = targets(workload, result)
+        budget = profile.casbin_full_seconds
+        print(f"[{workload.name}] plain pycasbin, whole policy, {budget:.0f} s budget", flush=True)
+        reference, result["casbin_load_s"] = casbin_enforcer(policy, folder)
+        result["casbin"], result["casbin_checked"] = check_casbin(
+            reference.enforce, requests, decisions, cold, deadline=time.perf_counter() + budget
+        )
+        del reference
+        print(f"[{workload.name}] plain pycasbin, each request on its slice", flush=True)
+        sliced = SlicedCasbin(policy, folder)
+        by_user = sorted(range(len(requests)), key=lambda i: requests[i].principal.subject)
+        _, result["casbin_sliced_checked"] = check_casbin(
+            sliced.enforce, requests, decisions, cold, order=by_user
+        )
     return result
+
+
+def check_casbin(
+    enforce: Callable[[str, str, str], bool],
+    requests: Sequence[Request],
+    decisions: Sequence[Decision],
+    answers: Sequence[bool],
+    *,
+    deadline: float | None = None,
+    order: Sequence[int] | None = None,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Ask pycasbin (until ``deadline``, if any): its time per decision, and its answers compared
+    with the index's."""
+    samples: list[int] = []
+    mismatches: list[str] = []
+    checked: list[int] = []
+    gc.collect()
+    for i in order if order is not None else balanced_order(decisions):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        request = requests[i]
+        obj = NAME_SEPARATOR.join(request.names)
+        start = time.perf_counter_ns()
+        theirs = enforce(f"user:{request.principal.subject}", obj, request.action)
+        samples.append(time.perf_counter_ns() - start)
+        checked.append(i)
+        if theirs != answers[i]:
+            mismatches.append(f"{request} casbin={theirs} index={answers[i]}")
+    counts = {outcome: 0 for outcome in OUTCOMES}
+    for i in checked:
+        counts[outcome_of(decisions[i])] += 1
+    return percentiles(samples), {
+        "requests": len(checked),
+        **counts,
+        "mismatches": mismatches[:20],
+        "mismatch_count": len(mismatches),
+        "distinct_users": len({requests[i].principal.subject for i in checked}),
+    }
 
 
 OUTCOMES = ("allowed", "denied_by_rule", "denied_by_default")
@@ -558,55 +693,118 @@ def balanced_order(decisions: Sequence[Decision]) -> list[int]:
     return order
 
 
-def targets(workload: Workload, result: dict[str, Any]) -> list[dict[str, Any]]:
+# -- the section -------------------------------------------------------------------------------
+
+
+def run(profile: Profile) -> dict[str, Any]:
+    return {
+        "pycasbin": version("pycasbin"),
+        "casbin_full_seconds": profile.casbin_full_seconds,
+        "workloads": [measure(WORKLOADS[name], profile) for name in profile.decision_workloads],
+    }
+
+
+def failures(results: dict[str, Any]) -> list[str]:
     found = []
-    if workload.warm_p99_target_us is not None:
-        found.append(
-            _target("warm p99", result["warm"]["p99_us"], workload.warm_p99_target_us, "µs")
+    for r in results["workloads"]:
+        name = r["workload"]["name"]
+        if not (r["cold_answers_stable"] and r["warm_equals_cold"]):
+            found.append(f"decisions at {name}: warm and cold answers differ")
+        for key in ("casbin_checked", "casbin_sliced_checked"):
+            if r[key]["mismatch_count"]:
+                found.append(
+                    f"decisions at {name}: {r[key]['mismatch_count']} differ from pycasbin"
+                )
+    return found
+
+
+def targets(results: dict[str, Any], profile: Profile) -> list[Target]:
+    found = _rows(results)
+    return found if profile.judged else [replace(t, met=None) for t in found]
+
+
+def _rows(results: dict[str, Any]) -> list[Target]:
+    found = []
+    for r in results["workloads"]:
+        w = r["workload"]
+        name = w["name"]
+        casbin_ref = (
+            f"pycasbin p99 {fmt_us(r['casbin']['p99_us'])} "
+            f"({r['casbin_checked']['requests']:,} requests in its budget)"
         )
-    if workload.cold_p99_target_us is not None:
         found.append(
-            _target("cold p99", result["cold"]["p99_us"], workload.cold_p99_target_us, "µs")
+            Target(
+                "Decisions",
+                f"warm p99, {name}",
+                f"{fmt_us(r['warm']['p99_us'])}",
+                f"≤ {w['warm_p99_target_us']:g} µs" if w["warm_p99_target_us"] else "—",
+                casbin_ref,
+                None
+                if w["warm_p99_target_us"] is None
+                else r["warm"]["p99_us"] <= w["warm_p99_target_us"],
+            )
         )
-    if workload.reload_target_s is not None:
         found.append(
-            _target("reload (index build)", result["index_build_s"], workload.reload_target_s, "s")
+            Target(
+                "Decisions",
+                f"cold p99, {name}",
+                fmt_us(r["cold"]["p99_us"]),
+                f"≤ {w['cold_p99_target_us'] / 1000:g} ms" if w["cold_p99_target_us"] else "—",
+                f"pycasbin p50 {fmt_us(r['casbin']['p50_us'])}",
+                None
+                if w["cold_p99_target_us"] is None
+                else r["cold"]["p99_us"] <= w["cold_p99_target_us"],
+            )
         )
+        sliced = r["casbin_sliced_checked"]
+        whole = r["casbin_checked"]
         found.append(
-            _target(
-                "reload (Enforcer.load from SQLite)",
-                result["enforcer_load_s"],
-                workload.reload_target_s,
-                "s",
+            Target(
+                "Decisions",
+                f"same answers as pycasbin, {name}",
+                f"{sliced['requests'] - sliced['mismatch_count']:,} of {sliced['requests']:,} "
+                f"(+ {whole['requests'] - whole['mismatch_count']:,} of {whole['requests']:,} "
+                "on the whole policy)",
+                f"all of {r['requests']:,}",
+                f"{sliced['denied_by_rule']:,} denied by a rule, "
+                f"{sliced['denied_by_default']:,} by default",
+                sliced["mismatch_count"] == 0
+                and whole["mismatch_count"] == 0
+                and sliced["requests"] == r["requests"],
+            )
+        )
+        reload = r["reload"]
+        limit = w["reload_target_s"]
+        found.append(
+            Target(
+                "Decisions",
+                f"reload after one change, {name}",
+                f"{fmt_s(reload['delta_reload_s'])} (event loop paused ≤ "
+                f"{fmt_s(reload['delta_reload_pause_s'])})",
+                f"≤ {limit:g} s, requests not blocked" if limit else "—",
+                f"whole policy: {fmt_s(reload['full_reload_s'])}, loop paused ≤ "
+                f"{fmt_s(reload['full_reload_pause_s'])}",
+                None
+                if limit is None
+                else reload["delta_reload_max_s"] <= limit
+                and reload["delta_reload_pause_s"] < 0.05,
             )
         )
     return found
 
 
-def _target(what: str, value: float, limit: float, unit: str) -> dict[str, Any]:
-    return {"what": what, "value": value, "limit": limit, "unit": unit, "met": value <= limit}
+def fmt_us(value: float) -> str:
+    return f"{value:,.1f} µs" if value < 1000 else f"{value / 1000:,.2f} ms"
 
 
-# -- report ----------------------------------------------------------------------------------------
-
-
-def _us(value: float) -> str:
-    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
-
-
-def _s(value: float) -> str:
-    return f"{value * 1000:,.0f} ms" if value < 10 else f"{value:,.1f} s"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+def fmt_s(value: float) -> str:
+    if value < 0.001:
+        return f"{value * 1e6:,.0f} µs"
+    return f"{value * 1000:,.1f} ms" if value < 10 else f"{value:,.1f} s"
 
 
 def render(results: dict[str, Any]) -> str:
     runs = results["workloads"]
-    m = results["machine"]
     policy_rows = [
         [
             r["workload"]["name"],
@@ -617,8 +815,8 @@ def render(results: dict[str, Any]) -> str:
             f"{p['users']:,}",
             f"{p['groups']:,}",
             f"{p['experiments']:,} / {p['registered_models']:,}",
-            f"{r['allowed'] / REQUESTS:.1%} / {r['denied_by_rule'] / REQUESTS:.1%} / "
-            f"{r['denied_by_default'] / REQUESTS:.1%}",
+            f"{r['allowed'] / r['requests']:.1%} / {r['denied_by_rule'] / r['requests']:.1%} / "
+            f"{r['denied_by_default'] / r['requests']:.1%}",
         ]
         for r in runs
         for p in [r["policy"]]
@@ -626,70 +824,56 @@ def render(results: dict[str, Any]) -> str:
     latency_rows = [
         [
             r["workload"]["name"],
-            f"{_us(r['warm']['p50_us'])} / {_us(r['warm']['p99_us'])}",
-            f"{_us(r['cold']['p50_us'])} / {_us(r['cold']['p99_us'])}",
-            f"{_us(r['cold_compiled']['p50_us'])} / {_us(r['cold_compiled']['p99_us'])}",
-            f"{_us(r['casbin']['p50_us'])} / {_us(r['casbin']['p99_us'])} "
+            f"{fmt_us(r['warm']['p50_us'])} / {fmt_us(r['warm']['p99_us'])}",
+            f"{fmt_us(r['cold']['p50_us'])} / {fmt_us(r['cold']['p99_us'])}",
+            f"{fmt_us(r['cold_compiled']['p50_us'])} / {fmt_us(r['cold_compiled']['p99_us'])}",
+            f"{fmt_us(r['casbin']['p50_us'])} / {fmt_us(r['casbin']['p99_us'])} "
             f"({r['casbin_checked']['requests']:,} requests)",
-            f"{r['casbin']['p50_us'] / r['cold']['p50_us']:,.0f}",
-            _s(r["index_build_s"]),
-            f"{_s(r['enforcer_load_s'])} ({_s(r['snapshot_s'])} of it reading)",
-            _s(r["casbin_load_s"]),
+            f"{r['casbin']['p50_us'] / max(r['cold']['p50_us'], 1e-9):,.0f}",
+            fmt_s(r["casbin_load_s"]),
         ]
         for r in runs
+    ]
+    reload_rows = [
+        [
+            r["workload"]["name"],
+            f"{fmt_s(x['delta_reload_s'])} (max {fmt_s(x['delta_reload_max_s'])} of "
+            f"{x['delta_reloads']})",
+            fmt_s(x["delta_reload_pause_s"]),
+            f"{fmt_s(x['full_reload_s'])} ({fmt_s(x['snapshot_s'])} of it reading)",
+            fmt_s(x["full_reload_pause_s"]),
+            fmt_s(r["index_build_s"]),
+        ]
+        for r in runs
+        for x in [r["reload"]]
     ]
     check_rows = [
         [
             r["workload"]["name"],
-            f"{REQUESTS:,}",
+            f"{r['requests']:,}",
             "identical" if r["warm_equals_cold"] and r["cold_answers_stable"] else "**differ**",
-            f"{c['requests']:,}: {c['allowed']} allowed, {c['denied_by_rule']} denied by a "
-            f"rule, {c['denied_by_default']} by default ({c['distinct_users']} users)",
-            "identical"
-            if r["casbin_checked"]["mismatch_count"] == 0
-            else f"**{r['casbin_checked']['mismatch_count']} differ**",
+            f"{c['requests']:,} ({c['distinct_users']:,} users): "
+            + ("identical" if not c["mismatch_count"] else f"**{c['mismatch_count']} differ**"),
+            f"{w['requests']:,}: "
+            + ("identical" if not w["mismatch_count"] else f"**{w['mismatch_count']} differ**"),
         ]
         for r in runs
-        for c in [r["casbin_checked"]]
-    ]
-    target_rows = [
-        [
-            r["workload"]["name"],
-            t["what"],
-            f"{_us(t['value'])} µs" if t["unit"] == "µs" else _s(t["value"]),
-            f"≤ {t['limit']:g} {t['unit']}",
-            "met" if t["met"] else "**missed**",
-        ]
-        for r in runs
-        for t in r["targets"]
+        for c, w in [(r["casbin_sliced_checked"], r["casbin_checked"])]
     ]
     return "\n".join(
         [
-            BEGIN,
-            "<!-- Generated by bench/decisions.py: edits between these markers are overwritten -->",
-            "",
-            "## Authorization decisions",
-            "",
-            f"- Command: `{results['command']}` (took {results['duration_s']:.0f} s)",
-            f"- Date: {results['started_utc']} (UTC)",
-            f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']} GiB RAM, "
-            f"Linux {m['kernel']}; Python {m['python']}, pycasbin {results['pycasbin']}",
-            f"- Load average (1 min) at start / end: {results['loadavg_start']:.2f} / "
-            f"{results['loadavg_end']:.2f}",
+            "### Authorization decisions",
             "",
             "Random policies, seeded (same policy every run): teams own experiments by name prefix "
             "and models by prefix, creators own what they created, departments read their teams' "
             "work, cross-team and per-user shares, per-user patterns, about 3 % denies, a "
             "release-manager group, a few admins; half of the memberships are `g` lines, half "
-            "arrive with the principal as IdP groups. 10,000 distinct requests per policy, half of "
-            "them on the requester's own teams' things: about half on experiments (judged by id "
-            "and name at once), a third on registered models (read, edit, promotion, aliases), "
-            "the rest creations and AI gateway endpoint use; 5 % run into a deny rule. pycasbin "
-            "gets the same questions: what a principal brings with it (IdP groups, "
-            "`group:authenticated`, the admin flag) as `g` lines of its user, and `objMatch` "
-            "applied to each of the resource's names.",
+            "arrive with the principal as IdP groups. Distinct requests, half of them on the "
+            "requester's own teams' things: about half on experiments (judged by id and name at "
+            "once), a third on registered models (read, edit, promotion, aliases), the rest "
+            "creations and AI gateway endpoint use; 5 % run into a deny rule.",
             "",
-            _table(
+            table(
                 [
                     "Policy",
                     "rules",
@@ -704,132 +888,62 @@ def render(results: dict[str, Any]) -> str:
                 policy_rows,
             ),
             "",
-            "Latency per decision in µs, p50 / p99. *Warm*: `Enforcer.decide` answered from its "
-            "decision cache (every request seen before; 3 passes in shuffled order). *Cold*: "
-            "`PolicyIndex.decide` on requests it has never seen, with the regex cache of object "
-            "patterns emptied first; *cold, patterns compiled*: the same requests again, the "
-            "usual cache miss of a running gateway (the regex cache outlives policy reloads). "
-            "*pycasbin*: `casbin.Enforcer` on policies/model.conf, one "
-            "request after the other for as long as its time budget "
-            f"({results['casbin_seconds']:.0f} s per policy) lasts: it scans every rule for "
-            "every request, so it gets through only part of the sample, taking allowed, "
-            "denied-by-a-rule and denied-by-default requests in turn. *Reload*: median of "
-            f"{BUILD_REPEATS}; *index build* is `PolicyIndex(rules, groupings)`; "
-            "`Enforcer.load()` reads the policy table of a SQLite gateway database (the "
-            "*reading* part) and builds the index. Every replica does it at every policy change, "
-            "and the gateway itself changes the policy at every experiment or registered model "
-            "creation (the creator's owner rule).",
+            "Latency per decision, p50 / p99. *Warm*: `Enforcer.decide` answered from its decision "
+            f"cache ({WARM_PASSES} passes in shuffled order). *Cold*: `PolicyIndex.decide` on "
+            "requests it has never seen, the regex cache of object patterns emptied first; "
+            "*patterns compiled*: the same again, the usual cache miss of a running gateway. "
+            "*pycasbin*: `casbin.Enforcer` on policies/model.conf with the whole policy, one "
+            f"request after the other for {results['casbin_full_seconds']:.0f} s per policy (it "
+            "scans every rule for every request), taking allowed, denied-by-a-rule and "
+            "denied-by-default requests in turn.",
             "",
-            _table(
+            table(
                 [
                     "Policy",
                     "warm",
                     "cold",
                     "cold, patterns compiled",
-                    "pycasbin",
+                    "pycasbin, whole policy",
                     "pycasbin p50 / cold p50",
-                    "index build",
-                    "`Enforcer.load()`",
                     "pycasbin load",
                 ],
                 latency_rows,
             ),
             "",
-            "Same answers:",
+            "Same answers. Every request of the sample also goes to pycasbin with the policy cut "
+            "to the rules of the requester and of every role pycasbin's own role manager finds "
+            "for it "
+            "(`get_implicit_roles_for_user`): the matcher starts with `g(r.sub, p.sub)`, so no "
+            "other rule can match, and the whole sample gets checked.",
             "",
-            _table(
+            table(
                 [
                     "Policy",
                     "requests",
                     "warm, cold and again agree",
-                    "checked against pycasbin",
-                    "pycasbin vs index",
+                    "pycasbin, each request on its slice",
+                    "pycasbin, whole policy",
                 ],
                 check_rows,
             ),
             "",
-            "Targets:",
+            "Reloads, on two `Enforcer`s sharing a SQLite gateway database (two replicas): replica "
+            "A adds one line, replica B's `load()` reads the lines changed since its version from "
+            "the change log and applies them (*one change*); *whole policy* is B's `load()` from "
+            "scratch (start, or too far behind), reading the policy and building the index off "
+            "the event loop. *Loop paused*: the longest the event loop went without running, "
+            "measured by a 1 ms ticker — what a request arriving then would have waited.",
             "",
-            _table(["Policy", "what", "measured", "target", ""], target_rows),
-            "",
-            END,
+            table(
+                [
+                    "Policy",
+                    "one change",
+                    "loop paused",
+                    "whole policy",
+                    "loop paused",
+                    "index build alone",
+                ],
+                reload_rows,
+            ),
         ]
     )
-
-
-def update_docs(path: Path, section: str) -> None:
-    """Replace the decisions section; append it at the end if the markers are not there yet."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
-def terminal(results: dict[str, Any]) -> str:
-    lines = []
-    for r in results["workloads"]:
-        lines.append(
-            f"{r['workload']['name']}: warm p50/p99 {_us(r['warm']['p50_us'])}/"
-            f"{_us(r['warm']['p99_us'])} µs, cold {_us(r['cold']['p50_us'])}/"
-            f"{_us(r['cold']['p99_us'])} µs, pycasbin {_us(r['casbin']['p50_us'])}/"
-            f"{_us(r['casbin']['p99_us'])} µs on {r['casbin_checked']['requests']} requests "
-            f"({r['casbin_checked']['mismatch_count']} differ), index build "
-            f"{_s(r['index_build_s'])}, Enforcer.load {_s(r['enforcer_load_s'])}"
-        )
-        for t in r["targets"]:
-            lines.append(
-                f"  {t['what']}: {t['value']:.4g} {t['unit']} (target ≤ {t['limit']:g}): "
-                + ("met" if t["met"] else "MISSED")
-            )
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from bench.report import machine_info
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
-    parser.add_argument(
-        "--casbin-seconds",
-        type=float,
-        default=30.0,
-        help="time budget of plain pycasbin per policy (default 30)",
-    )
-    args = parser.parse_args(argv)
-    started = datetime.now(UTC)
-    clock = time.perf_counter()
-    results: dict[str, Any] = {
-        "command": COMMAND + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
-        "started_utc": started.strftime("%Y-%m-%d %H:%M"),
-        "machine": machine_info(),
-        "pycasbin": version("pycasbin"),
-        "casbin_seconds": args.casbin_seconds,
-        "loadavg_start": os.getloadavg()[0],
-        "workloads": [measure(w, args.casbin_seconds) for w in WORKLOADS],
-    }
-    results["loadavg_end"] = os.getloadavg()[0]
-    results["duration_s"] = time.perf_counter() - clock
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    saved = RESULTS_DIR / f"{started.strftime('%Y%m%dT%H%M%SZ')}-decisions.json"
-    saved.write_text(json.dumps(results, indent=2) + "\n")
-    print("\n" + terminal(results))
-    print(f"raw results: {saved.relative_to(REPO)}; took {results['duration_s']:.0f} s")
-    if not args.no_docs:
-        update_docs(DOCS, render(results))
-        print(f"updated {DOCS.relative_to(REPO)}")
-    mismatch = any(
-        not r["cold_answers_stable"]
-        or r["casbin_checked"]["mismatch_count"]
-        or not r["warm_equals_cold"]
-        for r in results["workloads"]
-    )
-    return 1 if mismatch else 0
-
-
-if __name__ == "__main__":
-    # Run as a script: make the repository root importable for the `bench` package.
-    sys.path.insert(0, str(REPO))
-    raise SystemExit(main())
