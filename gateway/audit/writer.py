@@ -36,8 +36,10 @@ log = logging.getLogger(__name__)
 STREAM = "mlgw:audit"
 LAST_SEQ = "mlgw:audit:seq:"
 BATCH = 500
-# How long the writer waits for more events before writing a batch that is not full.
-LINGER_SECONDS = 0.005
+# How long the writer waits for more events before writing a batch that is not full: a quiet
+# gateway then wakes Redis once for several requests, not once per request. Events are in memory
+# (not yet in Redis or the spool) this long at most, plus the write.
+LINGER_SECONDS = 0.02
 REPLAY_INTERVAL = 1.0
 
 # KEYS: the stream, the instance's last-sequence key. ARGV: maxlen, last sequence, then the events.

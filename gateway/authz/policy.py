@@ -208,6 +208,19 @@ class PolicyIndex:
             del self._by_subject[line.subject]
         return True
 
+    def dismantle(self) -> None:
+        """Empty the index piece by piece. Dropping a large index at once frees its objects in one
+        go, holding the interpreter (and so every other thread) until the last is freed; a loop
+        lets other threads run in between."""
+        while self._by_subject:
+            self._by_subject.popitem()
+        while self._parents:
+            self._parents.popitem()
+        while self._rules:
+            self._rules.pop()
+        self._groupings.clear()
+        self._sorted_rules = self._sorted_groupings = None
+
     def apply(self, delta: PolicyDelta) -> None:
         for added, line in delta.changes:
             if added:

@@ -22,6 +22,7 @@ from gateway.store.users import now
 _VERSION = "policy_version"
 # Versions kept in the change log: far more than a replica falls behind between two checks.
 KEEP_VERSIONS = 1000
+SNAPSHOT_SLICE = 2000
 _BOOTSTRAPPED = "policy_bootstrapped"
 # The rule that makes role:admin an admin; removing it would lock every admin out.
 PROTECTED_RULE = Rule("role:admin", "*", "*", "allow")
@@ -80,6 +81,17 @@ def _match(line: Rule | Grouping):  # noqa: ANN202 - a SQLAlchemy boolean clause
     return (PolicyRow.ptype == "g") & (PolicyRow.v0 == line.member) & (PolicyRow.v1 == line.group)
 
 
+def snapshot_of(version: int, rows: Iterable[tuple[str, str, str, str, str]]) -> PolicySnapshot:
+    rules: list[Rule] = []
+    groupings: list[Grouping] = []
+    for ptype, v0, v1, v2, v3 in rows:
+        if ptype == "p":
+            rules.append(Rule(v0, v1, v2, v3))
+        elif ptype == "g":
+            groupings.append(Grouping(v0, v1))
+    return PolicySnapshot(tuple(rules), tuple(groupings), version)
+
+
 class PolicyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -108,14 +120,21 @@ class PolicyStore:
             return int(meta.value) if meta else 0
 
     async def snapshot(self) -> PolicySnapshot:
-        # Plain columns, not ORM objects: at 100k rules building objects costs seconds.
+        version, rows = await self.raw_snapshot()
+        return snapshot_of(version, rows)
+
+    async def raw_snapshot(self) -> tuple[int, list[tuple[str, str, str, str, str]]]:
+        """The version and every line as plain tuples (ptype, v0..v3): turning 100k rows into
+        rules is left to the caller, who may do it off the event loop (`snapshot_of`)."""
         columns = select(PolicyRow.ptype, PolicyRow.v0, PolicyRow.v1, PolicyRow.v2, PolicyRow.v3)
+        rows: list[tuple[str, str, str, str, str]] = []
         async with self._sessions() as session:
             meta = await session.get(Meta, _VERSION)
-            rows = (await session.execute(columns)).all()
-        rules = tuple(Rule(r[1], r[2], r[3], r[4]) for r in rows if r[0] == "p")
-        groupings = tuple(Grouping(r[1], r[2]) for r in rows if r[0] == "g")
-        return PolicySnapshot(rules, groupings, int(meta.value) if meta else 0)
+            # In slices, each an await: reading 100k rows must not hold the event loop.
+            result = await session.stream(columns)
+            async for part in result.partitions(SNAPSHOT_SLICE):
+                rows.extend(tuple(row) for row in part)
+        return (int(meta.value) if meta else 0), rows
 
     async def changes_since(self, version: int) -> PolicyDelta | None:
         """The lines changed after ``version`` up to the current version, or None when the log
