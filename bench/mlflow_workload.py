@@ -23,7 +23,6 @@ from typing import Any
 def session(tracking_uri: str, runs: int) -> dict[str, Any]:
     """One timed session against ``tracking_uri``; credentials from the environment."""
     warnings.filterwarnings("ignore")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
     import mlflow
     import mlflow.pyfunc
@@ -32,6 +31,8 @@ def session(tracking_uri: str, runs: int) -> dict[str, Any]:
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
     from sklearn.linear_model import LinearRegression
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # after the import, which sets it
 
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient()

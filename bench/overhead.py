@@ -40,6 +40,7 @@ DIRECT = "direct"
 BARE = "bare aiohttp forwarder"
 GATEWAY_ON = "gateway, upstream keep-alive on"
 GATEWAY_OFF = "gateway, upstream keep-alive off (default)"
+GATEWAY_NO_AUDIT = "gateway, upstream keep-alive on, audit off"
 ADDED_P50_TARGET_MS = 0.5
 GRANT = "p, user:bench-reader, experiment:0, read"
 STREAM = "mlgw:audit"
@@ -54,6 +55,15 @@ def start(stack: BenchStack, profile: Profile) -> dict[str, Service]:
         BARE: stack.start_bare_forwarder(upstream),
         GATEWAY_ON: on,
         GATEWAY_OFF: off or stack.start_gateway("gateway-trivial-off", upstream, keepalive=False),
+        # What the audit trail costs a request (GATEWAY_AUDIT_ENABLED exists to measure this).
+        GATEWAY_NO_AUDIT: on
+        if profile.share_gateways
+        else stack.start_gateway(
+            "gateway-trivial-no-audit",
+            upstream,
+            keepalive=True,
+            extra_env={"GATEWAY_AUDIT_ENABLED": "false"},
+        ),
     }
 
 
@@ -80,7 +90,7 @@ async def _request_events_by_pid(redis_url: str, pids: dict[int, str]) -> dict[s
 
 
 async def run(stack: BenchStack, services: dict[str, Service], profile: Profile) -> dict[str, Any]:
-    gateways = {name: services[name] for name in (GATEWAY_ON, GATEWAY_OFF)}
+    gateways = {name: services[name] for name in (GATEWAY_ON, GATEWAY_OFF, GATEWAY_NO_AUDIT)}
     distinct = {svc.name: svc for svc in gateways.values()}  # a smoke run shares one
     token_of = {svc.name: await user_token(svc, "bench-reader", GRANT) for svc in distinct.values()}
     tokens = {name: token_of[svc.name] for name, svc in gateways.items()}
@@ -115,14 +125,19 @@ async def run(stack: BenchStack, services: dict[str, Service], profile: Profile)
         }
         # Every answered request of the gateway (also the warm-ups of the load) must be audited.
         sent[cell.target.name] += result.completed + result.errors + 16
-    expected = {svc.name: 0 for svc in distinct.values()}
-    for name, svc in gateways.items():
+    audited = {
+        name: svc
+        for name, svc in gateways.items()
+        if svc.env.get("GATEWAY_AUDIT_ENABLED") != "false"
+    }
+    expected = {svc.name: 0 for svc in audited.values()}
+    for name, svc in audited.items():
         expected[svc.name] += sent[name]
-    pids = {svc.pid: svc.name for svc in distinct.values()}
+    pids = {svc.pid: svc.name for svc in audited.values()}
     deadline = time.monotonic() + 30
     while True:
-        audited = await _request_events_by_pid(stack.redis_url, pids)
-        if all(audited[n] >= expected[n] for n in expected) or time.monotonic() > deadline:
+        events = await _request_events_by_pid(stack.redis_url, pids)
+        if all(events[n] >= expected[n] for n in expected) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
     return {
@@ -131,7 +146,7 @@ async def run(stack: BenchStack, services: dict[str, Service], profile: Profile)
         "load_seconds": profile.overhead_seconds,
         "latency": {c.target.name: _latency_row(latency[c.key]) for c in cells},
         "throughput": throughput,
-        "audit": {name: {"requests": expected[name], "events": audited[name]} for name in expected},
+        "audit": {name: {"requests": expected[name], "events": events[name]} for name in expected},
     }
 
 
@@ -180,6 +195,19 @@ def targets(results: dict[str, Any], profile: Profile) -> list[Row]:
         )
         for name in (GATEWAY_ON, GATEWAY_OFF)
     ]
+    lat = results["latency"]
+    rows.append(
+        Row(
+            "Audit",
+            "what the audit trail adds to a request (p50 / p95)",
+            f"{lat[GATEWAY_ON]['p50_ms'] - lat[GATEWAY_NO_AUDIT]['p50_ms']:+.2f} ms / "
+            f"{lat[GATEWAY_ON]['p95_ms'] - lat[GATEWAY_NO_AUDIT]['p95_ms']:+.2f} ms",
+            "reported",
+            f"audit off: p50 {lat[GATEWAY_NO_AUDIT]['p50_ms']:.2f} ms, "
+            f"p95 {lat[GATEWAY_NO_AUDIT]['p95_ms']:.2f} ms",
+            None,
+        )
+    )
     rows.append(
         Row(
             "Proxy overhead",
