@@ -69,6 +69,7 @@ class Enforcer:
             OrderedDict()
         )
         self._readable_ids: dict[frozenset[str], frozenset[str] | None] = {}
+        self._admins: dict[frozenset[str], bool] = {}
         self.index = PolicyIndex((), ())
         self.version = -1
         # How the last change arrived: "delta" (lines applied) or "full" (everything reloaded).
@@ -119,6 +120,7 @@ class Enforcer:
     def _forget_answers(self) -> None:
         self._cache.clear()
         self._readable_ids.clear()
+        self._admins.clear()
 
     def readable_experiment_ids(self, principal: Principal) -> frozenset[str] | None:
         """The ids of every experiment the policy could let ``principal`` read, when the rules
@@ -162,7 +164,13 @@ class Enforcer:
         return decision
 
     def is_admin(self, principal: Principal) -> bool:
-        return ADMIN_ROLE in self.index.closure(subjects_of(principal))
+        subjects = subjects_of(principal)
+        admin = self._admins.get(subjects)
+        if admin is None:
+            if len(self._admins) >= self._cache_size:
+                self._admins.clear()
+            admin = self._admins[subjects] = ADMIN_ROLE in self.index.closure(subjects)
+        return admin
 
     # -- changes ---------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -104,6 +105,7 @@ class TokenScope:
         )
 
     @classmethod
+    @functools.lru_cache(maxsize=1024)  # the same few scopes, parsed on every request
     def from_json(cls, raw: str) -> TokenScope:
         data = json.loads(raw or "{}")
         return cls(
