@@ -74,11 +74,19 @@ class SqliteReader:
     the per-request lookups read directly. Values come back as SQLite stores them (timestamps as
     text, booleans as integers). Raises sqlite3.OperationalError when the file stays locked
     longer than SYNC_READ_BUSY_MS: the caller then reads through the async engine.
+
+    Answers are remembered until anything is committed to the database, by any connection or
+    process (SQLite's `PRAGMA data_version` says so): asking costs less than the query itself, and
+    a remembered answer is exactly what the query would return.
     """
+
+    MAX_REMEMBERED = 10_000
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._connection: sqlite3.Connection | None = None
+        self._data_version = -1
+        self._remembered: dict[tuple[str, tuple[Any, ...]], list[tuple[Any, ...]]] = {}
 
     def query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         if self._connection is None:
@@ -86,7 +94,15 @@ class SqliteReader:
             connection.execute(f"PRAGMA busy_timeout={SYNC_READ_BUSY_MS}")
             connection.execute("PRAGMA query_only=ON")
             self._connection = connection
-        return self._connection.execute(sql, params).fetchall()
+        version = self._connection.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version or len(self._remembered) >= self.MAX_REMEMBERED:
+            self._remembered.clear()
+            self._data_version = version
+        key = (sql, params)
+        rows = self._remembered.get(key)
+        if rows is None:
+            rows = self._remembered[key] = self._connection.execute(sql, params).fetchall()
+        return rows
 
 
 def sqlite_reader(engine: AsyncEngine) -> SqliteReader | None:

@@ -17,7 +17,7 @@ from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from gateway.store.db import sqlite_reader
+from gateway.store.db import SqliteReader, sqlite_reader
 from gateway.store.models import Group, Token, User, group_members
 from gateway.store.users import StoreError, UserRecord, now, validate_name
 
@@ -230,6 +230,8 @@ class TokenStore:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._reader = sqlite_reader(engine)
+        # The records last made from each token's rows: the same rows give the same records.
+        self._parsed: dict[str, tuple[object, TokenRecord, UserRecord]] = {}
 
     async def create(
         self,
@@ -294,10 +296,19 @@ class TokenStore:
     async def check(self, secret: str) -> TokenCheck:
         if not _TOKEN_SHAPE.match(secret):
             return TokenCheck(None, None, "malformed token")
-        rows = await self._lookup(hash_secret(secret))
+        secret_hash = hash_secret(secret)
+        rows = await self._lookup(secret_hash)
         if not rows:
             return TokenCheck(None, None, "unknown token")
-        record, owner = _records(rows)
+        parsed = self._parsed.get(secret_hash)
+        if parsed is not None and parsed[0] is rows:
+            record, owner = parsed[1], parsed[2]
+        else:
+            record, owner = _records(rows)
+            if self._reader is not None:  # only its answers are ever the same rows again
+                if len(self._parsed) >= SqliteReader.MAX_REMEMBERED:
+                    self._parsed.clear()
+                self._parsed[secret_hash] = (rows, record, owner)
         at = now()
         state = record.state(at)
         if state != "active":
