@@ -1,7 +1,7 @@
 """The audit writer at full speed while the same process serves proxy traffic.
 
-One process, one event loop: 16 concurrent clients keep requesting through a small forwarder to
-the trivial upstream (the I/O a gateway does), while `audit_events` request-sized events are
+One process, one event loop: 16 concurrent aiohttp clients keep requesting the trivial upstream
+(network I/O on the same loop, as a gateway has), while `audit_events` request-sized events are
 emitted as fast as the loop lets them into an `AuditWriter` (chain, serialise, queue; batches go to
 Redis by one script call each). Measured: events per second until the last is in Redis; then the
 stream must hold every event exactly once, and `audit verify`'s check must find every chain intact.
@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from bench.profile import Profile
 from bench.stack import Service
 from bench.summary import Target, table
-from gateway.audit.review import verify
+from gateway.audit.review import AuditQuery, search, verify
 from gateway.audit.writer import STREAM, AuditWriter
 
 EVENTS_PER_SECOND_TARGET = 10_000
@@ -100,6 +100,10 @@ async def run(redis_url: str, upstream: Service, profile: Profile) -> dict[str, 
         await writer.stop()
     stored = await client.xlen(STREAM)
     report = await verify(client)
+    # `audit search` reads the stream newest first: a rare actor means reading all of it.
+    started = time.perf_counter()
+    found, _ = await search(client, AuditQuery(actor="someone-rare"), limit=50)
+    search_s = time.perf_counter() - started
     await client.delete(STREAM)
     await client.aclose()
     return {
@@ -111,6 +115,8 @@ async def run(redis_url: str, upstream: Service, profile: Profile) -> dict[str, 
         "requests_served_meanwhile": served_during,
         "requests_per_second_meanwhile": served_during / total_s,
         "chain_intact": report.intact,
+        "search_no_match_s": search_s,
+        "search_found": len(found),
         "chain_problems": report.problems[:5],
     }
 

@@ -457,14 +457,18 @@ async def reloads(policy: GeneratedPolicy, folder: Path, repeats: int) -> dict[s
     replica_a = Enforcer(PolicyStore(engine_a), unused)
     replica_b = Enforcer(PolicyStore(engine_b), unused)
     full, full_pause, delta, delta_pause, snapshot = [], [], [], [], []
-    for attempt in range(repeats):
-        replica_b.version = -1
-        gc.collect()
+
+    async def timed_load(seconds: list[float], pauses: list[float]) -> None:
         async with LoopWatch() as watch:
             start = time.perf_counter()
             await replica_b.load()
-            full.append(time.perf_counter() - start)
-        full_pause.append(watch.longest)
+            seconds.append(time.perf_counter() - start)
+        pauses.append(watch.longest)
+
+    for attempt in range(repeats):
+        replica_b.version = -1
+        gc.collect()
+        await timed_load(full, full_pause)
         assert replica_b.last_load == "full"
         start = time.perf_counter()
         await replica_b.store.snapshot()
@@ -472,11 +476,7 @@ async def reloads(policy: GeneratedPolicy, folder: Path, repeats: int) -> dict[s
         for change in range(5):
             line = Rule(f"user:bench-{attempt}-{change}", f"experiment:{attempt}{change}", "read")
             await replica_a.store.add([line], actor="bench")
-            async with LoopWatch() as watch:
-                start = time.perf_counter()
-                await replica_b.load()
-                delta.append(time.perf_counter() - start)
-            delta_pause.append(watch.longest)
+            await timed_load(delta, delta_pause)
             assert replica_b.last_load == "delta"
             assert replica_b.decide(
                 Principal(subject=f"bench-{attempt}-{change}", method="token"),

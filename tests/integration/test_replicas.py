@@ -8,8 +8,6 @@ replica's admin API changes the decisions of every other replica within a second
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
 import os
 import secrets
@@ -24,6 +22,7 @@ import redis
 
 from gateway.devstack import free_port, start_child
 from tests.helpers import GATEWAY_BIN, Gateway, MlflowServer, RedisServer, gateway_env, wait_http
+from tests.integration.test_authn import basic, request
 from tests.integration.test_postgres_store import postgres_database  # noqa: F401 - a fixture
 
 GET = "/api/2.0/mlflow/experiments/get?experiment_id=0"
@@ -31,20 +30,8 @@ AUDIT_DB = 6  # a Redis database of its own: this test reads the whole audit str
 
 
 def call(gw: Gateway, method: str, path: str, headers: dict, body: dict | None = None):
-    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
-    try:
-        payload = json.dumps(body).encode() if body is not None else None
-        conn.request(
-            method, path, body=payload, headers={**headers, "Content-Type": "application/json"}
-        )
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    payload = json.dumps(body).encode() if body is not None else None
+    return request(gw, path, method, {**headers, "Content-Type": "application/json"}, payload, 10)
 
 
 @pytest.fixture
