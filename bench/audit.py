@@ -143,7 +143,15 @@ def targets(results: dict[str, Any], profile: Profile) -> list[Target]:
             (rate >= EVENTS_PER_SECOND_TARGET and not failures(results))
             if profile.judged
             else None,
-        )
+        ),
+        Target(
+            "Audit",
+            f"`audit search` for an actor with no events, {results['stored']:,} in the stream",
+            f"{results['search_no_match_s']:.1f} s (it reads every event)",
+            "reported",
+            f"{results['stored'] / results['search_no_match_s']:,.0f} events read per second",
+            None,
+        ),
     ]
 
 

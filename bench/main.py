@@ -64,6 +64,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         default=",".join(SECTIONS),
         help=f"comma-separated subset of {', '.join(SECTIONS)}",
     )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="measure nothing: rewrite the docs section from a saved full run",
+    )
     args = parser.parse_args(argv)
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.sections) - set(SECTIONS)
@@ -242,9 +248,20 @@ def _command(argv: list[str]) -> str:
     return " ".join([str(shown), "bench/run.py", *argv])
 
 
+def rerender(path: Path) -> int:
+    results = json.loads(path.read_text())
+    profile = Profile(**results["profile"])
+    targets, _ = collect(results, profile)
+    report.update_docs(DOCS, render_docs(results, targets))
+    print(summary_table(targets) + f"\nupdated {DOCS.relative_to(REPO)} from {path}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parse_args(argv)
+    if args.render:
+        return rerender(args.render)
     profile = QUICK if args.quick else FULL
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     clock = Clock()
