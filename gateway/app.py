@@ -156,7 +156,8 @@ def create_app(settings: Settings) -> web.Application:
         # Bodies are streamed, never read whole by the gateway; this only bounds what aiohttp itself
         # buffers for the gateway's own forms.
         client_max_size=1024**2,
-        handler_args={"max_field_size": 16 * 1024},
+        # Long request lines: MLflow search filters, and every admin query the schema allows.
+        handler_args={"max_field_size": 16 * 1024, "max_line_size": 64 * 1024},
     )
     authenticator = Authenticator(
         users,
