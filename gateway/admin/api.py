@@ -359,7 +359,7 @@ class AdminApi:
                 access="self",
                 path_fields=(TOKEN,),
                 response="TokenAnswer",
-                errors=e404,
+                errors=change,
             ),
             Endpoint("GET", "/users", self.list_users, "List users", "users", response="UserList"),
             Endpoint(
@@ -569,6 +569,6 @@ class AdminApi:
                 "tokens",
                 path_fields=(TOKEN,),
                 response="TokenAnswer",
-                errors=e404,
+                errors=change,
             ),
         ]

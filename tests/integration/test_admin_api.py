@@ -464,3 +464,12 @@ def test_session_changes_need_the_csrf_header(gw: Gateway) -> None:
         headers={"Cookie": cookie, "Origin": "http://evil.test", "X-CSRF-Token": token},
     )
     assert status == 403
+
+
+def test_the_token_in_use_cannot_revoke_itself(gw: Gateway) -> None:
+    gw.add_user("ike", PASSWORD)
+    token = gw.token("ike", "ike-ci")
+    own = call(gw, "GET", "/me/tokens", headers=bearer(token))[1]["tokens"][0]["id"]
+    status, answer = call(gw, "DELETE", f"/me/tokens/{own}", headers=bearer(token))
+    assert status == 409 and "another" in answer["message"]
+    assert call(gw, "DELETE", f"/me/tokens/{own}", headers=basic("ike", PASSWORD))[0] == 200
