@@ -165,7 +165,9 @@ def _experiments_shown(page: Page, gw: Gateway) -> str:
 def _shot(page: Page, name: str) -> None:
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / f"console-{name}.png"), full_page=True)
+        # The audit pages go on for ever: their first screenful says enough.
+        whole = not name.startswith("audit")
+        page.screenshot(path=str(Path(SHOTS) / f"console-{name}.png"), full_page=whole)
 
 
 # -- the scenario -------------------------------------------------------------------------
