@@ -62,6 +62,7 @@ from gateway.store.migrate import upgrade_database
 from gateway.store.policies import PolicyStore
 from gateway.store.tokens import TokenStore
 from gateway.store.users import UserStore
+from gateway.ui_bar import UI_OPERATION, with_bar
 
 if TYPE_CHECKING:
     from gateway.authn.oidc import OidcClient
@@ -317,6 +318,9 @@ async def _forward(request: web.Request) -> web.StreamResponse:
                 PERMISSION_DENIED, str(exc), headers={REFUSED_HEADER: "authorization"}
             )
     rule = judgement.rule
+    if rule.operation == UI_OPERATION and request.method == "GET":
+        response, raw = await request.app[PROXY].exchange(request, None)
+        return with_bar(response, raw)
     unrestricted = judgement.admin and ctx.principal.scope is None
     if rule.filter and params is not None and not unrestricted:
         return await _filtered_search(request, judgement)

@@ -197,8 +197,13 @@ def test_grant_then_revoke_read_from_the_console(
     bob.reload()
     bob.get_by_text(experiment["name"], exact=True).first.wait_for()
 
+    # The gateway's bar on MLflow's page leads him to his account (no console: not an admin).
+    bar = bob.get_by_role("navigation", name="mlflow-gateway")
+    assert bar.inner_text().split() == ["bob", "My", "account", "Sign", "out"]
+    bar.get_by_role("link", name="My account").click()
+    bob.wait_for_url(f"{gw.url}/.gateway/admin/account")
+
     # His own account page says why.
-    bob.goto(f"{gw.url}/.gateway/admin/account")
     rights = bob.get_by_role("table", name="Rules that apply").inner_text()
     assert f"experiment:{experiment['id']}" in rights and "user:bob" in rights
 
@@ -305,6 +310,19 @@ def test_people_who_are_not_admins_see_their_account_only(gw: Gateway, bob: Page
     assert secret not in bob.content()
     status, _, _ = request(gw, "/.gateway/api/me", headers={"Authorization": f"Bearer {secret}"})
     assert status == 200
+
+
+def test_mlflow_pages_carry_the_bar_without_breaking(gw: Gateway, admin: Page) -> None:
+    errors: list[str] = []
+    admin.on("pageerror", lambda exc: errors.append(str(exc)))
+    admin.goto(f"{gw.url}/#/experiments")
+    admin.get_by_text("Default", exact=True).first.wait_for()
+    bar = admin.get_by_role("navigation", name="mlflow-gateway")
+    assert "Console" in bar.inner_text()
+    _shot(admin, "mlflow-bar")
+    assert errors == []
+    bar.get_by_role("link", name="Console").click()
+    admin.wait_for_url(f"{gw.url}/.gateway/admin/policies")
 
 
 def test_console_forms_need_the_session_csrf_token(gw: Gateway, admin: Page) -> None:
