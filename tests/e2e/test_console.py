@@ -101,6 +101,14 @@ def gw(
     # MLflow UI always has something to show.
     gateway.cli("policy", "add", "g", "group:platform", "role:admin")
     gateway.cli("policy", "add", "p", "group:authenticated", "experiment:0", "read")
+    # A little of an installation in use: a team with its rules, a member and a CI token.
+    gateway.add_user("carol", "carol-password-123", "team-a", "ml")
+    gateway.cli("policy", "add", "p", "group:team-a", "experiment_name:/team-a/*", "manage")
+    gateway.cli("policy", "add", "p", "group:ml", "registered_model:*", "promote:staging")
+    gateway.cli(
+        "policy", "add", "p", "group:ml", "registered_model:*", "promote:production", "deny"
+    )
+    gateway.token("carol", "team-a-ci", "--scope", "experiment:0", "--expires-in", "90d")
     yield gateway
     gateway.stop()
 
@@ -228,44 +236,6 @@ def test_grant_then_revoke_read_from_the_console(
     assert "/ajax-api/2.0/mlflow/experiments/search" in reads
 
 
-def test_console_pages_are_strict_labelled_and_error_free(
-    gw: Gateway, admin: Page, experiment: dict[str, str]
-) -> None:
-    problems: list[str] = []
-    admin.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    pages = {
-        "policies": "/.gateway/admin/policies",
-        "explain": f"/.gateway/admin/explain?user=bob&object=experiment:{experiment['id']}"
-        f"&action=read&who_object=experiment:{experiment['id']}&who_action=manage",
-        "users": "/.gateway/admin/users",
-        "user": "/.gateway/admin/users/bob",
-        "groups": "/.gateway/admin/groups",
-        "tokens": "/.gateway/admin/tokens",
-        "audit": "/.gateway/admin/audit",
-        "account": "/.gateway/admin/account",
-    }
-    for name, path in pages.items():
-        response = admin.goto(gw.url + path)
-        assert response is not None and response.status == 200, path
-        policy = response.headers["content-security-policy"]
-        assert "script-src 'self'" in policy and "unsafe-inline" not in policy
-        assert "frame-ancestors 'none'" in policy
-        found = admin.evaluate(
-            """() => ({
-                inline: [...document.scripts].filter(s => !s.src).length,
-                handlers: [...document.querySelectorAll('*')].filter(
-                    el => [...el.attributes].some(a => a.name.startsWith('on'))).length,
-                unlabelled: [...document.querySelectorAll('input, select, textarea')]
-                    .filter(el => el.type !== 'hidden')
-                    .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
-                    .map(el => el.name || el.id),
-            })"""
-        )
-        assert found == {"inline": 0, "handlers": 0, "unlabelled": []}, (path, found)
-        _shot(admin, name)
-    assert problems == []
-
-
 def test_live_view_shows_new_events_as_they_happen(gw: Gateway, admin: Page, bob: Page) -> None:
     admin.goto(f"{gw.url}/.gateway/admin/audit/live")
     admin.wait_for_selector("#live-state:has-text('live')")
@@ -310,6 +280,44 @@ def test_people_who_are_not_admins_see_their_account_only(gw: Gateway, bob: Page
     assert secret not in bob.content()
     status, _, _ = request(gw, "/.gateway/api/me", headers={"Authorization": f"Bearer {secret}"})
     assert status == 200
+
+
+def test_console_pages_are_strict_labelled_and_error_free(
+    gw: Gateway, admin: Page, experiment: dict[str, str]
+) -> None:
+    problems: list[str] = []
+    admin.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    pages = {
+        "policies": "/.gateway/admin/policies",
+        "explain": f"/.gateway/admin/explain?user=bob&object=experiment:{experiment['id']}"
+        f"&action=read&who_object=experiment:{experiment['id']}&who_action=manage",
+        "users": "/.gateway/admin/users",
+        "user": "/.gateway/admin/users/bob",
+        "groups": "/.gateway/admin/groups",
+        "tokens": "/.gateway/admin/tokens",
+        "audit": "/.gateway/admin/audit",
+        "account": "/.gateway/admin/account",
+    }
+    for name, path in pages.items():
+        response = admin.goto(gw.url + path)
+        assert response is not None and response.status == 200, path
+        policy = response.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+        assert "frame-ancestors 'none'" in policy
+        found = admin.evaluate(
+            """() => ({
+                inline: [...document.scripts].filter(s => !s.src).length,
+                handlers: [...document.querySelectorAll('*')].filter(
+                    el => [...el.attributes].some(a => a.name.startsWith('on'))).length,
+                unlabelled: [...document.querySelectorAll('input, select, textarea')]
+                    .filter(el => el.type !== 'hidden')
+                    .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+                    .map(el => el.name || el.id),
+            })"""
+        )
+        assert found == {"inline": 0, "handlers": 0, "unlabelled": []}, (path, found)
+        _shot(admin, name)
+    assert problems == []
 
 
 def test_mlflow_pages_carry_the_bar_without_breaking(gw: Gateway, admin: Page) -> None:
