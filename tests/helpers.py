@@ -240,3 +240,17 @@ def temporary_postgres_database() -> Iterator[str]:
         with admin.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+def create_experiment(gw: Gateway, name: str) -> str:
+    """An experiment created through the gateway by its admin (who then owns it); its id."""
+    import json
+
+    request = urllib.request.Request(
+        f"{gw.url}/api/2.0/mlflow/experiments/create",
+        data=json.dumps({"name": name}).encode(),
+        headers={**gw.auth, "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(json.load(response)["experiment_id"])

@@ -503,6 +503,7 @@ class AdminApi:
                     Field(
                         "csv",
                         pattern=f.POLICY_CSV,
+                        explain=f.policy_csv_problem,
                         max_length=4 * 1024 * 1024,
                         required=True,
                         description="policy lines as `policy export` writes them",

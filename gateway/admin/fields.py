@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -58,6 +58,19 @@ _CSV_LINE = (
     rf"|g{_SEP}{SUBJECT.replace('{1,240}', '+')}{_SEP}{SUBJECT.replace('{1,240}', '+')}{_GAP})?"
 )
 POLICY_CSV = rf"(?:{_CSV_LINE}\r?\n)*{_CSV_LINE}"
+
+
+def policy_csv_problem(text: str) -> str:
+    """The first line of a policy file that is not a rule, a g line, a comment or blank."""
+    for number, line in enumerate(re.split(r"\r?\n", text), start=1):
+        if not _compiled(_CSV_LINE).fullmatch(line):
+            return (
+                f"line {number}: cannot read {line[:120]!r}: use "
+                "'p, SUBJECT, OBJECT, ACTION[, allow|deny]' or 'g, MEMBER, GROUP'"
+            )
+    return "not a policy file"
+
+
 STREAM_ID = r"[0-9]{1,19}-[0-9]{1,19}"
 
 
@@ -80,6 +93,8 @@ class Field:
     # For arrays: the description of one item, and the most items accepted.
     item: Field | None = None
     max_items: int = 100
+    # Says what is wrong with a value that does not match the pattern, better than "invalid".
+    explain: Callable[[str], str] | None = None
 
     def schema(self) -> dict[str, Any]:
         if self.kind == "array":
@@ -155,6 +170,8 @@ class Field:
         if len(value) < self.min_length:
             raise BadInput(f"{label} needs at least {self.min_length} characters")
         if self.pattern and not _compiled(self.pattern).fullmatch(value):
+            if self.explain is not None:
+                raise BadInput(f"{label}: {self.explain(value)}")
             raise BadInput(f"{label} has an invalid value {value[:80]!r}")
         return value
 

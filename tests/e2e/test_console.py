@@ -25,9 +25,14 @@ import pytest
 
 from gateway.devstack import free_port
 from tests.browser import new_offline_context
-from tests.helpers import Gateway, MlflowServer, RedisServer, start_gateway
+from tests.helpers import Gateway, MlflowServer, RedisServer, create_experiment, start_gateway
 from tests.integration.test_authn import request
-from tests.oidc_provider import OidcProvider, require_e2e_tools, start_oidc_provider
+from tests.oidc_provider import (
+    OidcProvider,
+    gateway_client,
+    require_e2e_tools,
+    start_oidc_provider,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
@@ -61,17 +66,7 @@ def gateway_port() -> int:
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory, gateway_port: int) -> Iterator[OidcProvider]:
     require_e2e_tools(node=True, browser=True)
-    base = f"http://127.0.0.1:{gateway_port}"
-    client = {
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "redirect_uris": [f"{base}/.gateway/callback"],
-        "post_logout_redirect_uris": [f"{base}/.gateway/login?signed_out=1"],
-        "grant_types": ["authorization_code"],
-        "response_types": ["code"],
-        "token_endpoint_auth_method": "client_secret_basic",
-        "skip_consent": True,
-    }
+    client = gateway_client(f"http://127.0.0.1:{gateway_port}", CLIENT_ID, CLIENT_SECRET)
     oidc = start_oidc_provider(tmp_path_factory.mktemp("idp-console"), [client], USERS)
     yield oidc
     oidc.stop()
@@ -116,15 +111,7 @@ def gw(
 @pytest.fixture(scope="module")
 def experiment(gw: Gateway) -> dict[str, str]:
     name = f"churn-model-{time.time_ns()}"
-    status, _, body = request(
-        gw,
-        "/api/2.0/mlflow/experiments/create",
-        "POST",
-        {**gw.auth, "Content-Type": "application/json"},
-        json.dumps({"name": name}).encode(),
-    )
-    assert status == 200, body
-    return {"id": json.loads(body)["experiment_id"], "name": name}
+    return {"id": create_experiment(gw, name), "name": name}
 
 
 def _context(browser: Browser) -> BrowserContext:
@@ -272,7 +259,7 @@ def test_people_who_are_not_admins_see_their_account_only(gw: Gateway, bob: Page
     assert bob.get_by_role("link", name="Console").count() == 0
     # Tokens from the account page: shown once, then only their name and state.
     bob.goto(f"{gw.url}/.gateway/admin/account")
-    bob.fill("#t-name", "notebook")
+    bob.fill("#name", "notebook")
     bob.get_by_role("button", name="Create token").click()
     secret = bob.locator("#new-token").input_value()
     assert secret.startswith("mlgw_")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Gateway, MlflowServer, RedisServer, start_gateway
+from tests.helpers import Gateway, MlflowServer, RedisServer, create_experiment, start_gateway
 from tests.integration.test_authn import basic, bearer, request
 
 API = "/.gateway/api"
@@ -57,15 +57,7 @@ def gw(
 
 @pytest.fixture(scope="module")
 def experiment(gw: Gateway) -> str:
-    status, _, body = request(
-        gw,
-        "/api/2.0/mlflow/experiments/create",
-        "POST",
-        {**gw.auth, "Content-Type": "application/json"},
-        json.dumps({"name": f"admin-api-{time.time_ns()}"}).encode(),
-    )
-    assert status == 200, body
-    return json.loads(body)["experiment_id"]
+    return create_experiment(gw, f"admin-api-{time.time_ns()}")
 
 
 def get_experiment(gw: Gateway, experiment_id: str, headers: dict[str, str]) -> int:
@@ -473,3 +465,30 @@ def test_the_token_in_use_cannot_revoke_itself(gw: Gateway) -> None:
     status, answer = call(gw, "DELETE", f"/me/tokens/{own}", headers=bearer(token))
     assert status == 409 and "another" in answer["message"]
     assert call(gw, "DELETE", f"/me/tokens/{own}", headers=basic("ike", PASSWORD))[0] == 200
+
+
+def test_changes_other_sites_could_forge_are_refused(gw: Gateway) -> None:
+    # A form on another site can post text to us, with the browser's saved password attached.
+    gw.add_user("opal", PASSWORD, admin=True)
+    forged = b'{"subject": "user:mallory", "object": "*", "action": "*"}'
+    status, _, body = request(
+        gw,
+        API + "/policy/rules",
+        "POST",
+        {**basic("opal", PASSWORD), "Content-Type": "text/plain", "Origin": "http://evil.test"},
+        forged,
+    )
+    assert status == 403 and "Cross-origin" in json.loads(body)["message"]
+    # Even from our own origin, a body that is not declared JSON is refused (415).
+    status, _, body = request(
+        gw,
+        API + "/policy/rules",
+        "POST",
+        {**basic("opal", PASSWORD), "Content-Type": "text/plain"},
+        forged,
+    )
+    assert status == 415
+    assert call(gw, "GET", "/policy?subject=mallory")[1]["rules"] == []
+    # Programs send no Origin: basic auth keeps working for them.
+    status, _ = call(gw, "GET", "/users", headers=basic("opal", PASSWORD))
+    assert status == 200

@@ -13,6 +13,7 @@ from tests.helpers import (
     Gateway,
     MlflowServer,
     RedisServer,
+    create_experiment,
     start_gateway,
     temporary_postgres_database,
 )
@@ -47,15 +48,7 @@ def pair(
 @pytest.fixture(scope="module")
 def experiment(pair: tuple[Gateway, Gateway]) -> str:
     a, _ = pair
-    status, _, body = request(
-        a,
-        "/api/2.0/mlflow/experiments/create",
-        "POST",
-        {**a.auth, "Content-Type": "application/json"},
-        json.dumps({"name": f"replicas-{time.time_ns()}"}).encode(),
-    )
-    assert status == 200, body
-    return json.loads(body)["experiment_id"]
+    return create_experiment(a, f"replicas-{time.time_ns()}")
 
 
 def seconds_until(condition: Callable[[], bool]) -> float:
