@@ -270,13 +270,13 @@ def start_azurite(workdir: Path) -> ObjectStore:
 
 def entrypoint_env(workdir: Path, port: int, **settings: str) -> dict[str, str]:
     """What an operator sets for the image, but loopback and one worker for the tests."""
-    return clean_env(
-        MLFLOW_HOST="127.0.0.1",
-        MLFLOW_PORT=str(port),
-        MLFLOW_WORKERS="1",
-        MLFLOW_WAIT_SECONDS="30",
-        **settings,
-    )
+    defaults = {
+        "MLFLOW_HOST": "127.0.0.1",
+        "MLFLOW_PORT": str(port),
+        "MLFLOW_WORKERS": "1",
+        "MLFLOW_WAIT_SECONDS": "30",
+    }
+    return clean_env(**{**defaults, **settings})
 
 
 def run_entrypoint(
