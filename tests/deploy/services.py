@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.devstack import Child, free_port, start_child, stop_child
-from tests.helpers import MlflowServer, wait_http
+from tests.helpers import Gateway, MlflowServer, wait_http
 from tests.oidc_provider import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
@@ -265,6 +266,15 @@ def start_azurite(workdir: Path) -> ObjectStore:
     )
 
 
+@dataclass
+class Deployment:
+    name: str
+    server: MlflowServer
+    run_ids_in_backend: Callable[[], set[str]]
+    keys_in_store: Callable[[], list[str]]
+    gateway: Gateway | None = None
+
+
 # --- the entrypoint ---------------------------------------------------------------------------
 
 
@@ -308,6 +318,15 @@ def launch_entrypoint(workdir: Path, **settings: str) -> MlflowServer:
         entrypoint_env(workdir, port, **settings),
     )
     return MlflowServer(started, port, workdir)
+
+
+def stop_together(children: list[Child]) -> None:
+    """SIGTERM every child first, then wait for each: shutdowns overlap instead of queueing."""
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.process.pid, signal.SIGTERM)
+    for child in reversed(children):
+        stop_child(child)
 
 
 def wait_mlflow(server: MlflowServer, timeout: float = 240) -> None:
