@@ -211,7 +211,7 @@ def check_tls(settings: Settings) -> Finding:
             f"{settings.tls_cert_file} expired on {expires:%Y-%m-%d} — renew the certificate "
             "and restart the gateway",
         )
-    warning = f" — renew soon ({left.days} days left)" if left.days < CERT_WARNING_DAYS else ""
+    warning = f" — renew soon ({left.days} day(s) left)" if left.days < CERT_WARNING_DAYS else ""
     return ok(
         "tls",
         f"serving HTTPS with {settings.tls_cert_file}, valid until {expires:%Y-%m-%d}{warning}",

@@ -11,6 +11,8 @@ import datetime
 import http.client
 import ipaddress
 import ssl
+import subprocess
+import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -217,3 +219,17 @@ def test_tls_settings_are_checked_at_start(tmp_path: Path) -> None:
     assert "cannot be used" in output and "unencrypted PEM private key" in output
     # The key's bytes never reach the output.
     assert key.read_text().splitlines()[1] not in output
+
+
+def test_image_healthcheck_and_doctor_speak_tls(tls_gateway: TlsGateway) -> None:
+    port = str(urllib.parse.urlsplit(tls_gateway.url).port)
+    script = Path(__file__).resolve().parents[2] / "deploy" / "gateway" / "healthcheck.py"
+    env = {"GATEWAY_PORT": port, "GATEWAY_TLS_CERT_FILE": str(tls_gateway.cert)}
+    answer = subprocess.run(
+        [sys.executable, str(script), "/.gateway/healthz"], env=env, check=False
+    )
+    assert answer.returncode == 0
+    doctor = run_cli("doctor", env=tls_gateway.env)
+    assert doctor.returncode == 0, doctor.stdout
+    [tls_line] = [line for line in doctor.stdout.splitlines() if line.split()[1] == "tls"]
+    assert tls_line.startswith("ok") and "renew soon (1 day(s) left)" in tls_line
