@@ -144,6 +144,11 @@ def test_password_is_quoted_into_the_uri_and_masked_when_shown() -> None:
     uri = entrypoint.with_password("postgresql://mlflow@db:5432/mlflow", "p@ss:w/rd")
     assert uri == "postgresql://mlflow:p%40ss%3Aw%2Frd@db:5432/mlflow"
     assert entrypoint.mask_password(uri) == "postgresql://mlflow:***@db:5432/mlflow"
+    # Cloud SQL's socket form has no host in the authority.
+    cloud_sql = "postgresql://mlflow@/mlflow?host=/cloudsql/p:r:i"
+    uri = entrypoint.with_password(cloud_sql, "secret")
+    assert uri == "postgresql://mlflow:secret@/mlflow?host=/cloudsql/p:r:i"
+    assert entrypoint.mask_password(uri) == "postgresql://mlflow:***@/mlflow?host=/cloudsql/p:r:i"
     with pytest.raises(entrypoint.StartupError, match="already holds a password"):
         entrypoint.with_password("postgresql://mlflow:x@db/mlflow", "y")
 
