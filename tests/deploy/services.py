@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gateway.devstack import Child, free_port, start_child, stop_child
 from tests.helpers import Gateway, MlflowServer, wait_http
@@ -74,20 +75,31 @@ def wait_tcp_http(url: str, child: Child, timeout: float = 60) -> None:
 
 
 @contextlib.contextmanager
+def _scratch_database(admin: Any, quote: str, drop_suffix: str, uri: str) -> Iterator[str]:
+    """CREATE a uniquely named database on an autocommit ``admin`` connection, DROP it after."""
+    name = unique_name("mlflow_deploy")
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {quote}{name}{quote}")
+        try:
+            yield uri.format(name=name)
+        finally:
+            with admin.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS {quote}{name}{quote}{drop_suffix}")
+    finally:
+        admin.close()
+
+
+@contextlib.contextmanager
 def postgres_database() -> Iterator[str]:
     import psycopg2  # type: ignore[import-untyped]
 
-    name = unique_name("mlflow_deploy")
     admin = psycopg2.connect(POSTGRES_ADMIN)
     admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with _scratch_database(
+        admin, '"', " WITH (FORCE)", "postgresql://postgres@127.0.0.1:5432/{name}"
+    ) as uri:
+        yield uri
 
 
 def postgres_run_ids(uri: str) -> set[str]:
@@ -102,17 +114,10 @@ def postgres_run_ids(uri: str) -> set[str]:
 def mariadb_database() -> Iterator[str]:
     import pymysql
 
-    name = unique_name("mlflow_deploy")
     admin = pymysql.connect(**MARIADB, autocommit=True)
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{name}`")
-    try:
-        # The plain scheme users write; the entrypoint picks the installed driver.
-        yield f"mysql://root@127.0.0.1:3306/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
+    # The plain scheme users write; the entrypoint picks the installed driver.
+    with _scratch_database(admin, "`", "", "mysql://root@127.0.0.1:3306/{name}") as uri:
+        yield uri
 
 
 def mariadb_run_ids(uri: str) -> set[str]:
@@ -285,6 +290,9 @@ def entrypoint_env(workdir: Path, port: int, **settings: str) -> dict[str, str]:
         "MLFLOW_PORT": str(port),
         "MLFLOW_WORKERS": "1",
         "MLFLOW_WAIT_SECONDS": "30",
+        # MLflow's background job runner (GenAI scorers) is one more process importing MLflow on
+        # a 2-core machine, and nothing here uses it.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
     return clean_env(**{**defaults, **settings})
 
