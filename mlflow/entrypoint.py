@@ -256,9 +256,16 @@ PERMANENT_ERRORS = frozenset({"ArgumentError", "NoSuchModuleError"})
 
 
 def wait_for(
-    what: str, probe: Callable[[], None], wait_seconds: int, interval: float = RETRY_INTERVAL
+    what: str,
+    probe: Callable[[], None],
+    wait_seconds: int,
+    secrets: tuple[str | None, ...],
+    interval: float = RETRY_INTERVAL,
 ) -> tuple[int, str | None]:
-    """Call ``probe`` until it succeeds or ``wait_seconds`` pass: (attempts, last error or None)."""
+    """Call ``probe`` until it succeeds or ``wait_seconds`` pass: (attempts, last error or None).
+
+    Errors are returned and shown with every one of ``secrets`` replaced by ``***``.
+    """
     deadline = time.monotonic() + wait_seconds
     attempts = 0
     while True:
@@ -267,7 +274,7 @@ def wait_for(
             probe()
             return attempts, None
         except Exception as exc:  # retried, then reported with its cause
-            error = f"{type(exc).__name__}: {exc}".strip()
+            error = hide(f"{type(exc).__name__}: {exc}".strip(), secrets)
             permanent = isinstance(exc, ImportError) or type(exc).__name__ in PERMANENT_ERRORS
         if permanent or time.monotonic() + interval > deadline:
             return attempts, error
@@ -278,12 +285,13 @@ def wait_for(
 
 def wait_for_database(uri: str, password: str | None, wait_seconds: int) -> None:
     shown = mask_password(uri)
-    attempts, error = wait_for(f"the database {shown}", lambda: check_database(uri), wait_seconds)
+    secrets = (unquote(urlsplit(uri).password or "") or None, password)
+    attempts, error = wait_for(
+        f"the database {shown}", lambda: check_database(uri), wait_seconds, secrets
+    )
     if error is None:
         say(f"backend store {shown}: reachable")
         return
-    secret = unquote(urlsplit(uri).password or "") or None
-    error = hide(error, (secret, password))
     cause = likely_cause(
         error,
         DATABASE_CAUSES,
@@ -357,8 +365,11 @@ def check_artifact_store(uri: str) -> None:
 
 
 def check_artifacts(uri: str, wait_seconds: int) -> None:
+    secrets = tuple(
+        os.environ.get(name) for name in FILE_VARIABLES if name != "MLFLOW_DEFAULT_ARTIFACT_ROOT"
+    )
     attempts, error = wait_for(
-        f"the artifact store {uri}", lambda: check_artifact_store(uri), wait_seconds
+        f"the artifact store {uri}", lambda: check_artifact_store(uri), wait_seconds, secrets
     )
     if error is None:
         say(f"artifact store {uri}: reachable (served through MLflow: --serve-artifacts)")

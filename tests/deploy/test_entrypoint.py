@@ -169,3 +169,13 @@ def test_the_server_command_carries_no_secret_and_serves_artifacts(tmp_path: Pat
     # Left in MLflow's environment, it would make clients write to the store directly.
     assert "MLFLOW_DEFAULT_ARTIFACT_ROOT" not in env
     assert env["MLFLOW_BACKEND_STORE_URI"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_errors_are_shown_with_secrets_hidden(capsys: pytest.CaptureFixture[str]) -> None:
+    def probe() -> None:
+        raise RuntimeError(f"driver echoed postgresql://u:{PASSWORD}@h/db and {PASSWORD}")
+
+    attempts, error = entrypoint.wait_for("the database", probe, 1, (PASSWORD,), interval=0.4)
+    assert attempts >= 2 and error is not None
+    assert PASSWORD not in error and "postgresql://u:***@h/db" in error
+    assert PASSWORD not in capsys.readouterr().err
