@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench screenshots install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The console's pictures in docs/images/, taken by the browser tests against a real stack.
+screenshots: $(STAMP)
+	GATEWAY_SCREENSHOTS=docs/images $(BIN)/python -m pytest -q tests/e2e/test_console.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -62,6 +62,7 @@ from gateway.store.migrate import upgrade_database_in_child
 from gateway.store.policies import PolicyStore
 from gateway.store.tokens import TokenStore
 from gateway.store.users import UserStore
+from gateway.ui_bar import UI_OPERATION, with_bar
 
 if TYPE_CHECKING:
     from gateway.authn.oidc import OidcClient
@@ -156,7 +157,8 @@ def create_app(settings: Settings) -> web.Application:
         # Bodies are streamed, never read whole by the gateway; this only bounds what aiohttp itself
         # buffers for the gateway's own forms.
         client_max_size=1024**2,
-        handler_args={"max_field_size": 16 * 1024},
+        # Long request lines: MLflow search filters, and every admin query the schema allows.
+        handler_args={"max_field_size": 16 * 1024, "max_line_size": 64 * 1024},
     )
     authenticator = Authenticator(
         users,
@@ -316,6 +318,9 @@ async def _forward(request: web.Request) -> web.StreamResponse:
                 PERMISSION_DENIED, str(exc), headers={REFUSED_HEADER: "authorization"}
             )
     rule = judgement.rule
+    if rule.operation == UI_OPERATION and request.method == "GET":
+        response, raw = await request.app[PROXY].exchange(request, None)
+        return with_bar(response, raw)
     unrestricted = judgement.admin and ctx.principal.scope is None
     if rule.filter and params is not None and not unrestricted:
         return await _filtered_search(request, judgement)

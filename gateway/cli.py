@@ -14,6 +14,7 @@ import click
 from gateway import __version__
 from gateway.cli_accounts import groups, tokens, users
 from gateway.cli_audit import audit
+from gateway.cli_doctor import doctor
 from gateway.cli_policy import policy
 from gateway.config import (
     ConfigError,
@@ -105,6 +106,7 @@ main.add_command(groups)
 main.add_command(tokens)
 main.add_command(policy)
 main.add_command(audit)
+main.add_command(doctor)
 
 
 if __name__ == "__main__":  # pragma: no cover

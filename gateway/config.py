@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -182,6 +183,18 @@ class Settings:
         "reuse upstream connections (see docs/benchmarks.md)",
     )
     log_level: str = _opt("LOG_LEVEL", "INFO", _parse_log_level, "DEBUG, INFO, WARNING or ERROR")
+    tls_cert_file: Path | None = _opt(
+        "TLS_CERT_FILE",
+        None,
+        Path,
+        "PEM certificate chain the gateway serves HTTPS with (set with GATEWAY_TLS_KEY_FILE)",
+    )
+    tls_key_file: Path | None = _opt(
+        "TLS_KEY_FILE",
+        None,
+        Path,
+        "PEM private key of GATEWAY_TLS_CERT_FILE, unencrypted",
+    )
 
     # Local users and the bootstrap admin.
     admin_username: str = _opt("ADMIN_USERNAME", "admin", str, "name of the bootstrap admin")
@@ -289,13 +302,18 @@ class Settings:
     )
 
     @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
+
+    @property
     def effective_public_url(self) -> str:
         if self.public_url:
             return self.public_url
         host = "127.0.0.1" if self.host in {"0.0.0.0", "::"} else self.host  # noqa: S104
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls_enabled else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def effective_database_url(self) -> str:
@@ -317,7 +335,7 @@ class Settings:
 
     @property
     def secure_cookies(self) -> bool:
-        return self.effective_public_url.startswith("https://")
+        return self.tls_enabled or self.effective_public_url.startswith("https://")
 
     @property
     def authentication_configured(self) -> bool:
@@ -387,10 +405,56 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     if problems:
         raise ConfigError(problems)
     settings = Settings(**values)
-    problems = authentication_problems(settings)
+    problems = authentication_problems(settings) + tls_problems(settings)
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def server_ssl_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """The context the gateway serves HTTPS with: TLS 1.2 or newer, Python's default ciphers."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+
+    def no_passphrase() -> str:
+        raise ssl.SSLError("the key is encrypted")
+
+    context.load_cert_chain(cert_file, key_file, password=no_passphrase)
+    return context
+
+
+def tls_problems(settings: Settings) -> list[str]:
+    """Both files or neither, both readable, and a key that belongs to the certificate."""
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if cert is None and key is None:
+        return []
+    if cert is None or key is None:
+        given, missing = (
+            ("GATEWAY_TLS_CERT_FILE", "GATEWAY_TLS_KEY_FILE")
+            if cert
+            else ("GATEWAY_TLS_KEY_FILE", "GATEWAY_TLS_CERT_FILE")
+        )
+        return [f"{given} is set but {missing} is not — set both to serve HTTPS, or neither"]
+    problems = []
+    for name, path in (("GATEWAY_TLS_CERT_FILE", cert), ("GATEWAY_TLS_KEY_FILE", key)):
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            problems.append(
+                f"{name}={path} cannot be read ({exc.strerror}) — point it at a readable PEM file"
+            )
+    if problems:
+        return problems
+    try:
+        server_ssl_context(cert, key)
+    except (ssl.SSLError, ValueError) as exc:
+        return [
+            f"GATEWAY_TLS_CERT_FILE={cert} and GATEWAY_TLS_KEY_FILE={key} cannot be used "
+            f"({exc.args[-1] if exc.args else exc}) — give a PEM certificate chain and its "
+            "unencrypted PEM private key"
+        ]
+    return []
 
 
 def exposure_problems(settings: Settings) -> list[str]:

@@ -9,7 +9,7 @@ import signal
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.config import Settings
+from gateway.config import Settings, server_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,17 @@ async def start_gateway(settings: Settings) -> web.AppRunner:
         shutdown_timeout=10.0,
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024)
+    ssl_context = None
+    if settings.tls_cert_file and settings.tls_key_file:
+        ssl_context = server_ssl_context(settings.tls_cert_file, settings.tls_key_file)
+    site = web.TCPSite(
+        runner,
+        settings.host,
+        settings.port,
+        reuse_address=True,
+        backlog=1024,
+        ssl_context=ssl_context,
+    )
     await site.start()
     return runner
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,3 +216,41 @@ def run_cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.contextmanager
+def temporary_postgres_database() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL (dropped afterwards); yields its URL."""
+    import psycopg2  # type: ignore[import-untyped]
+
+    name = f"gateway_test_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg2.connect(POSTGRES_ADMIN_DSN)
+    except psycopg2.OperationalError as exc:
+        raise RuntimeError(f"PostgreSQL at 127.0.0.1:5432 is required: {exc}") from exc
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def create_experiment(gw: Gateway, name: str) -> str:
+    """An experiment created through the gateway by its admin (who then owns it); its id."""
+    import json
+
+    request = urllib.request.Request(
+        f"{gw.url}/api/2.0/mlflow/experiments/create",
+        data=json.dumps({"name": name}).encode(),
+        headers={**gw.auth, "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(json.load(response)["experiment_id"])

@@ -182,6 +182,21 @@ class OidcProvider:
         return self.child.tail(lines)
 
 
+def gateway_client(gateway_url: str, client_id: str, secret: str) -> JsonDict:
+    """The gateway as a confidential web client of the provider: code flow, its callback and
+    sign-out return addresses, no consent screen."""
+    return {
+        "client_id": client_id,
+        "client_secret": secret,
+        "redirect_uris": [f"{gateway_url}/.gateway/callback"],
+        "post_logout_redirect_uris": [f"{gateway_url}/.gateway/login?signed_out=1"],
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "client_secret_basic",
+        "skip_consent": True,
+    }
+
+
 def start_oidc_provider(
     workdir: Path,
     clients: Sequence[Mapping[str, Any]],

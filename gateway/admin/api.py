@@ -21,6 +21,7 @@ from gateway.admin.shapes import (
     token_json,
     user_json,
 )
+from gateway.authn.passwords import MIN_PASSWORD_LENGTH
 from gateway.authz.canonical import Ambiguous
 from gateway.authz.explain import explain, principal_of, rights_of, who_can
 from gateway.authz.policy import Grouping, Rule
@@ -358,7 +359,7 @@ class AdminApi:
                 access="self",
                 path_fields=(TOKEN,),
                 response="TokenAnswer",
-                errors=e404,
+                errors=change,
             ),
             Endpoint("GET", "/users", self.list_users, "List users", "users", response="UserList"),
             Endpoint(
@@ -372,11 +373,16 @@ class AdminApi:
                     Field(
                         "password",
                         max_length=1024,
+                        min_length=MIN_PASSWORD_LENGTH,
                         description="at least 12 characters; leave out for SSO-only",
                     ),
                     Field("groups", "array", item=NAMES, max_items=50),
                     Field("admin", "boolean"),
-                    Field("email", pattern=r"[^\s@]{1,64}@[^\s@]{1,255}", max_length=320),
+                    Field(
+                        "email",
+                        pattern=r"[^\x00-\x20\x7f@]{1,64}@[^\x00-\x20\x7f@]{1,255}",
+                        max_length=320,
+                    ),
                 ),
                 response="UserAnswer",
                 status=201,
@@ -402,7 +408,7 @@ class AdminApi:
                 body=(
                     Field("disabled", "boolean"),
                     Field("admin", "boolean"),
-                    Field("password", max_length=1024),
+                    Field("password", max_length=1024, min_length=MIN_PASSWORD_LENGTH),
                 ),
                 response="UserAnswer",
                 errors=change,
@@ -494,7 +500,14 @@ class AdminApi:
                 "Import policy CSV",
                 "policy",
                 body=(
-                    Field("csv", max_length=4 * 1024 * 1024, required=True),
+                    Field(
+                        "csv",
+                        pattern=f.POLICY_CSV,
+                        explain=f.policy_csv_problem,
+                        max_length=4 * 1024 * 1024,
+                        required=True,
+                        description="policy lines as `policy export` writes them",
+                    ),
                     Field("replace", "boolean", description="remove every line not in the file"),
                 ),
                 response="ImportResult",
@@ -557,6 +570,6 @@ class AdminApi:
                 "tokens",
                 path_fields=(TOKEN,),
                 response="TokenAnswer",
-                errors=e404,
+                errors=change,
             ),
         ]

@@ -39,6 +39,7 @@ FORBIDDEN = ("PERMISSION_DENIED", 403)
 MISSING = ("RESOURCE_DOES_NOT_EXIST", 404)
 CONFLICT = ("RESOURCE_CONFLICT", 409)
 UNAVAILABLE = ("TEMPORARILY_UNAVAILABLE", 503)
+UNSUPPORTED = ("INVALID_PARAMETER_VALUE", 415)
 
 
 class Refused(Exception):
@@ -135,6 +136,10 @@ def route(endpoint: Endpoint, enforcer: Enforcer) -> Callable[[web.Request], Awa
             raw = await _read_body(request) if request.body_exists else b""
             body: dict[str, Any] = {}
             if endpoint.body is not None:
+                # JSON only: a cross-site HTML form cannot send it without the browser asking
+                # first (CORS), which the gateway never allows.
+                if request.content_type != "application/json":
+                    raise Refused(UNSUPPORTED, "Send the body as JSON (application/json).")
                 body = read_body(raw, endpoint.body)
             elif raw.strip():
                 raise BadInput("this call takes no body")

@@ -19,6 +19,7 @@ ERROR_TEXT = {
     403: "Not allowed (admins only, or the token's scope is too narrow).",
     404: "No such user, group, token or policy line.",
     409: "Conflicts with the current state.",
+    415: "The body is not sent as application/json.",
     429: "Too many failed sign-ins from this client; retry later.",
     503: "Redis or the database is unreachable.",
 }
@@ -192,6 +193,8 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
         str(endpoint.status): {"description": endpoint.summary, "content": content}
     }
     errors = endpoint.errors if endpoint.access == "public" else endpoint.errors + COMMON_ERRORS
+    if endpoint.body is not None:
+        errors += (415,)
     for status in sorted(set(errors)):
         responses[str(status)] = {
             "description": ERROR_TEXT[status],

@@ -247,6 +247,8 @@ class AdminService:
         found = await self.tokens.get(token_id)
         if found is None or (owner is not None and found.owner != owner):
             raise Missing(f"no token with id {token_id!r}")
+        if token_id == actor.principal.token_id:
+            raise Conflict("this request is made with that token; revoke it using another one")
         record = await self.tokens.revoke(token_id, owner=owner)
         before = token_state(found)
         self._event(

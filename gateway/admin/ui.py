@@ -26,6 +26,7 @@ from gateway.admin.shapes import token_json
 from gateway.audit.api import FILTERS, audit_query, last_verification, verify_and_record
 from gateway.audit.review import search
 from gateway.authn.csrf import form_token_matches
+from gateway.authn.pages import form_scope_words
 from gateway.authz.explain import explain, principal_of, rights_of, who_can
 from gateway.authz.policy import Grouping, PolicyError, Rule
 from gateway.authz.resolve import LookupFailed
@@ -56,17 +57,6 @@ Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class Denied(Exception):
     pass
-
-
-def _scope_words(form: Any) -> list[str]:
-    words = ["read-only"] if form.get("read_only") else []
-    for field, prefix in (("experiments", "experiment:"), ("models", "registered_model:")):
-        words += [
-            prefix + item.strip()
-            for item in str(form.get(field, "")).replace("\n", ",").split(",")
-            if item.strip()
-        ]
-    return words
 
 
 class Console:
@@ -213,7 +203,7 @@ class Console:
             principal.subject,
             str(form.get("name", "")).strip(),
             parse_duration(str(form.get("expires_in", "30d"))),
-            TokenScope.parse(_scope_words(form)),
+            TokenScope.parse(form_scope_words(form)),
         )
         # Shown once, on this answer only: never in a cookie, a URL or a later page.
         response = await self.account(request, created=(record.name, secret))
@@ -455,7 +445,10 @@ class Console:
                     if not value.isdigit():
                         raise BadInput(f"{field.name} must be a number")
                     value = int(value)
-                checked[field.name] = field.check(value, "filter")
+                # People type times loosely ("2026-12-01T10:00"); parse_time says what it takes.
+                checked[field.name] = (
+                    value if field.kind == "time" else field.check(value, "filter")
+                )
         return checked
 
     async def audit(self, request: web.Request) -> web.Response:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from gateway.admin.endpoints import Call, Endpoint
-from gateway.admin.fields import Field
+from gateway.admin.fields import STREAM_ID, Field
 from gateway.audit.review import (
     EXPORT_FIELDS,
     AuditQuery,
@@ -25,10 +27,11 @@ from gateway.audit.review import (
 )
 from gateway.context import context_of
 
+log = logging.getLogger(__name__)
+
 # Where the last verification's outcome is kept, so the console can show it without re-reading
 # the whole stream on every page view.
 LAST_VERIFY_KEY = "mlgw:audit:last-verify"
-STREAM_ID = r"[0-9]{1,20}-[0-9]{1,20}"
 MAX_PROBLEMS = 100
 
 FILTERS = (
@@ -38,8 +41,8 @@ FILTERS = (
     Field("decision", choices=("allow", "deny", "unauthenticated", "error")),
     Field("status", "integer", minimum=100, maximum=599, description="HTTP status"),
     Field("type", choices=("request", "security")),
-    Field("since", max_length=40, description="ISO 8601 time, or 15m / 2h / 7d ago"),
-    Field("until", max_length=40, description="ISO 8601 time, or 15m / 2h / 7d ago"),
+    Field("since", "time", description="RFC 3339 date-time, or 15m / 2h / 7d ago"),
+    Field("until", "time", description="RFC 3339 date-time, or 15m / 2h / 7d ago"),
 )
 
 
@@ -127,6 +130,12 @@ class AuditApi:
         except ConnectionResetError:
             # The client stopped reading (closed the download): nothing more to send.
             context_of(call.request).upstream_error = "client closed the export"
+        except RedisError as exc:
+            # Headers are gone already: cut the connection so the download is visibly incomplete.
+            log.warning("audit export interrupted: %s", exc)
+            context_of(call.request).upstream_error = "audit trail unreachable during export"
+            if call.request.transport is not None:
+                call.request.transport.close()
         return response
 
     async def verify_audit(self, call: Call) -> dict[str, Any]:

@@ -81,11 +81,11 @@ def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    if text[-1:] in units and text[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
+        if text[-1:] in units and text[:-1].isdigit():
+            return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
+        value = datetime.fromisoformat(text.upper())
+    except (ValueError, OverflowError):
         raise ValueError(f"{text!r}: use ISO 8601 (2026-11-26T10:00) or 15m, 2h, 7d") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -129,6 +129,8 @@ async def search(
     """Newest first. The cursor is the stream id of the last event returned: events written
     meanwhile are newer and never shift a page, so paging neither repeats nor skips."""
     found: list[dict[str, Any]] = []
+    if cursor == "0-0":  # nothing is older than the first possible id
+        return found, None
     upper = f"({cursor}" if cursor else "+"
     while len(found) < limit:
         entries = await redis.xrevrange(STREAM, max=upper, min="-", count=CHUNK)
@@ -173,7 +175,7 @@ async def export(redis: aioredis.Redis, query: AuditQuery) -> AsyncIterator[dict
     """Every matching event, oldest first, read in chunks (never the whole stream at once)."""
     lower = "-"
     if query.since is not None:
-        lower = str(int((query.since - EXPORT_SLACK).timestamp() * 1000))
+        lower = str(max(0, int((query.since - EXPORT_SLACK).timestamp() * 1000)))
     async for stream_id, event in scan(redis, lower):
         if event is not None and query.matches(event):
             event["stream_id"] = stream_id

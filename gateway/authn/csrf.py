@@ -28,3 +28,11 @@ def same_origin(request: web.Request, public_origin: str) -> bool:
 
 def form_token_matches(expected: str, submitted: str | None) -> bool:
     return submitted is not None and hmac.compare_digest(expected, submitted)
+
+
+def cross_site(request: web.Request, public_origin: str) -> bool:
+    """A browser says this request comes from another site (programs send no Origin at all)."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin.lower() != public_origin
+    return request.headers.get("Sec-Fetch-Site") == "cross-site"

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from gateway.authn.authenticator import Authenticator, AuthFailure
-from gateway.authn.csrf import SAFE_METHODS, same_origin
+from gateway.authn.csrf import SAFE_METHODS, cross_site, same_origin
 from gateway.context import context_of
 from gateway.errors import PERMISSION_DENIED, UNAUTHENTICATED, mlflow_error
 
@@ -84,16 +84,18 @@ def authn_middleware(
             if wants_html(request):
                 raise login_redirect(request)
             return _refusal(AuthFailure("no credentials", "Authentication required."))
-        if (
-            outcome.principal.method == "session"
-            and request.method not in SAFE_METHODS
-            and not same_origin(request, public_origin)
+        # A browser sends its session cookie, and basic credentials it has cached, along with
+        # requests that other sites make it send: changes must come from this site's pages.
+        method = outcome.principal.method
+        if request.method not in SAFE_METHODS and (
+            (method == "session" and not same_origin(request, public_origin))
+            or (method == "password" and cross_site(request, public_origin))
         ):
-            ctx.auth_refusal = "cross-origin request with a session cookie"
+            ctx.auth_refusal = f"cross-origin request with {method} credentials"
             return mlflow_error(
                 PERMISSION_DENIED,
-                "Cross-origin request refused: requests made with a browser session must come "
-                "from this site's own pages.",
+                "Cross-origin request refused: changes made with a browser's session or "
+                "saved password must come from this site's own pages.",
                 headers={"X-Gateway-Refused": "authentication"},
             )
         return await handler(request)

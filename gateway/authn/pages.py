@@ -31,6 +31,18 @@ STATE_COOKIE = "mlgw_oidc_state"
 CALLBACK_PATH = "/.gateway/callback"
 
 
+def form_scope_words(form: Any) -> list[str]:
+    """A token form's scope fields as scope words (`read-only`, `experiment:12`, ...)."""
+    words = ["read-only"] if form.get("read_only") else []
+    for field, prefix in (("experiments", "experiment:"), ("models", "registered_model:")):
+        words += [
+            prefix + item.strip()
+            for item in str(form.get(field, "")).replace("\n", ",").split(",")
+            if item.strip()
+        ]
+    return words
+
+
 @dataclass(frozen=True)
 class CookiePolicy:
     session_name: str
@@ -317,17 +329,10 @@ class AuthPages:
         owner = self._tokens_owner(request)
         form = await self._check_form(request)
         name = str(form.get("name", "")).strip()
-        scope_words = ["read-only"] if form.get("read_only") else []
-        for field, prefix in (("experiments", "experiment:"), ("models", "registered_model:")):
-            scope_words += [
-                prefix + item.strip()
-                for item in str(form.get(field, "")).replace("\n", ",").split(",")
-                if item.strip()
-            ]
         try:
             expires_in = parse_duration(str(form.get("expires_in", "30d")))
             record, secret = await self.auth.tokens.create(
-                owner, name, expires_in=expires_in, scope=TokenScope.parse(scope_words)
+                owner, name, expires_in=expires_in, scope=TokenScope.parse(form_scope_words(form))
             )
         except (ValueError, StoreError) as exc:
             context = await self._tokens_context(request)

@@ -67,14 +67,30 @@ def who_can(
 
 @dataclass(frozen=True)
 class Right:
-    """A rule that applies to a principal, and the subject through which it reaches them."""
+    """A rule that applies to a principal, and how it reaches them (``group:ml → role:x``)."""
 
     rule: Rule
     via: str
 
 
+def _paths(index: PolicyIndex, start: frozenset[str]) -> dict[str, str]:
+    """For every subject reachable from ``start``: the shortest chain of `g` lines to it."""
+    parents: dict[str, list[str]] = {}
+    for g in index.groupings:
+        parents.setdefault(g.member, []).append(g.group)
+    paths = {subject: subject for subject in start}
+    todo = sorted(start)
+    while todo:
+        subject = todo.pop(0)
+        for parent in sorted(parents.get(subject, ())):
+            if parent not in paths:
+                paths[parent] = f"{paths[subject]} → {parent}"
+                todo.append(parent)
+    return paths
+
+
 def rights_of(index: PolicyIndex, principal: Principal) -> tuple[bool, list[Right]]:
     """(is admin, every rule that applies to the principal) — what "my access" shows."""
-    reach = index.closure(subjects_of(principal))
-    rights = [Right(rule, rule.subject) for rule in index.rules if rule.subject in reach]
-    return ADMIN_ROLE in reach, sorted(rights, key=lambda r: (r.rule.object, r.rule.action))
+    paths = _paths(index, subjects_of(principal))
+    rights = [Right(rule, paths[rule.subject]) for rule in index.rules if rule.subject in paths]
+    return ADMIN_ROLE in paths, sorted(rights, key=lambda r: (r.rule.object, r.rule.action))

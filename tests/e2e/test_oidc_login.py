@@ -25,6 +25,7 @@ from tests.integration.test_authn import bearer, request
 from tests.oidc_provider import (
     OidcProvider,
     client_credentials_token,
+    gateway_client,
     generate_rsa_jwk,
     require_e2e_tools,
     start_oidc_provider,
@@ -70,18 +71,8 @@ def provider(
     tmp_path_factory: pytest.TempPathFactory, gateway_port: int, signing_jwk: dict[str, Any]
 ) -> Iterator[OidcProvider]:
     require_e2e_tools(node=True)
-    base = f"http://127.0.0.1:{gateway_port}"
     clients: list[dict[str, Any]] = [
-        {
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "redirect_uris": [f"{base}/.gateway/callback"],
-            "post_logout_redirect_uris": [f"{base}/.gateway/login?signed_out=1"],
-            "grant_types": ["authorization_code"],
-            "response_types": ["code"],
-            "token_endpoint_auth_method": "client_secret_basic",
-            "skip_consent": True,
-        },
+        gateway_client(f"http://127.0.0.1:{gateway_port}", CLIENT_ID, CLIENT_SECRET),
         {
             "client_id": ROBOT_ID,
             "client_secret": ROBOT_SECRET,

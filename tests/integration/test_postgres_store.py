@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import secrets
 import urllib.request
 from collections.abc import Iterator
 
@@ -11,27 +10,18 @@ import psycopg2  # type: ignore[import-untyped]
 import pytest
 
 from gateway.store.migrate import HEAD_REVISION
-from tests.helpers import MlflowServer, RedisServer, start_gateway
-
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.helpers import (
+    MlflowServer,
+    RedisServer,
+    start_gateway,
+    temporary_postgres_database,
+)
 
 
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
-    name = f"gateway_test_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg2.connect(ADMIN_DSN)
-    except psycopg2.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required: {exc}")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with temporary_postgres_database() as url:
+        yield url
 
 
 def _get(url: str, authorization: str) -> int:
