@@ -23,9 +23,11 @@ class Profile:
     overhead_requests: int
     overhead_rounds: int
     overhead_seconds: float
-    # The mlflow client workload: runs per workload, rounds (direct / gateway / peer each round).
+    # The mlflow client workload: runs per session; direct/gateway pairs of sessions (the ratio is
+    # the median of the pairs' ratios); sessions of the (much slower) peer, spread among the pairs.
     workload_runs: int
-    workload_rounds: int
+    workload_pairs: int
+    workload_peer_sessions: int
     # Small requests against MLflow and the keep-alive probe.
     latency_requests: int  # sequential, per cell, after warm-up
     warmup: int
@@ -67,7 +69,8 @@ FULL = Profile(
     overhead_rounds=6,
     overhead_seconds=8.0,
     workload_runs=6,
-    workload_rounds=2,
+    workload_pairs=10,
+    workload_peer_sessions=2,
     latency_requests=100,
     warmup=10,
     latency_rounds=4,
@@ -98,7 +101,8 @@ QUICK = Profile(
     overhead_rounds=2,
     overhead_seconds=1.0,
     workload_runs=1,
-    workload_rounds=1,
+    workload_pairs=1,
+    workload_peer_sessions=1,
     latency_requests=10,
     warmup=2,
     latency_rounds=1,
