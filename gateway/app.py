@@ -213,7 +213,11 @@ def create_app(settings: Settings) -> web.Application:
     # A connection of its own for the policy channel: it waits on messages with no read timeout.
     app[PUBSUB_REDIS] = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
     app[ENFORCER] = Enforcer(PolicyStore(engine), app[PUBSUB_REDIS])
-    resolver = Resolver(lambda: app[PROXY].session, settings.upstream_url)
+    resolver = Resolver(
+        lambda: app[PROXY].session,
+        settings.upstream_url,
+        on_lookup=lambda kind: metrics.lookups.labels(kind).inc(),
+    )
     app[AUTHORIZER] = Authorizer(
         RouteTable(), app[ENFORCER], resolver, frozenset(settings.protected_aliases)
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 
@@ -30,6 +31,12 @@ class BoundedCache:
         self._data.move_to_end(key)
         while len(self._data) > self._max:
             self._data.popitem(last=False)
+
+    def amend(self, key: str, change: Callable[[Any], Any]) -> None:
+        """Change a remembered value, keeping its expiry; nothing when it is not remembered."""
+        entry = self._data.get(key)
+        if entry is not None and entry[0] >= time.monotonic():
+            self._data[key] = (entry[0], change(entry[1]))
 
     def drop(self, key: str) -> None:
         self._data.pop(key, None)

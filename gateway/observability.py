@@ -28,6 +28,7 @@ class Metrics:
     requests: Counter
     latency: Histogram
     upstream_errors: Counter
+    lookups: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -67,6 +68,13 @@ class Metrics:
                 "gateway_upstream_errors",
                 "Requests MLflow did not answer (unreachable, timeout, cut mid-response)",
                 ["route_class", "kind"],
+                registry=registry,
+            ),
+            lookups=Counter(
+                "gateway_mlflow_lookups",
+                "Calls the gateway made to MLflow to judge requests (what a request names and "
+                "which experiment owns it), by kind; remembered answers are not counted",
+                ["kind"],
                 registry=registry,
             ),
         )

@@ -38,6 +38,7 @@ class Hooks:
             experiment_id = response.get("experiment_id")
             if experiment_id is None:
                 return []
+            self.resolver.remember_experiment(str(experiment_id), _first(params, "name") or "")
             rule = Rule(owner, f"experiment:{experiment_id}", "manage")
             await self.enforcer.add([rule], actor=principal.subject)
             return [f"added '{rule}'"]
@@ -60,7 +61,13 @@ class Hooks:
             info = (response.get("run") or {}).get("info") or {}
             run_id, experiment_id = info.get("run_id"), info.get("experiment_id")
             if isinstance(run_id, str) and experiment_id is not None:
-                self.resolver.remember_run(run_id, str(experiment_id))
+                self.resolver.remember_owner("run", run_id, str(experiment_id))
+            return []
+        if hook == "logged_model_created":
+            info = (response.get("model") or {}).get("info") or {}
+            model_id, experiment_id = info.get("model_id"), info.get("experiment_id")
+            if isinstance(model_id, str) and experiment_id is not None:
+                self.resolver.remember_owner("logged_model", model_id, str(experiment_id))
             return []
         if hook == "trace_started":
             trace_ids = params.values("trace.trace_info.trace_id")
@@ -70,8 +77,13 @@ class Hooks:
         if hook == "version_created":
             # Readers of the model may now load the logged model it was made from.
             source = _first(params, "source") or ""
+            name = (response.get("model_version") or {}).get("name")
             if source.startswith("models:/"):
-                self.resolver.model_users.drop(source.removeprefix("models:/").split("/", 1)[0])
+                logged_model = source.removeprefix("models:/").split("/", 1)[0]
+                if isinstance(name, str) and name:
+                    self.resolver.model_gained_version(logged_model, name)
+                else:
+                    self.resolver.model_users.drop(logged_model)
             return []
         if hook == "version_deleted":
             self.resolver.model_users.clear()

@@ -105,9 +105,12 @@ class Resolver:
         session: Callable[[], aiohttp.ClientSession],
         upstream_url: str,
         max_entries: int = 50_000,
+        on_lookup: Callable[[str], None] = lambda kind: None,
     ) -> None:
         self._session = session
         self._base = upstream_url.rstrip("/")
+        # Told the kind of every call made to MLflow (the metrics count them per kind).
+        self._on_lookup = on_lookup
         # Never change once created: long lifetime, bounded size.
         self.owner_of = BoundedCache(max_entries, ttl=24 * 3600)
         # Can change (rename, dataset membership): short lifetime, dropped on change.
@@ -115,7 +118,10 @@ class Resolver:
         self.dataset_experiments = BoundedCache(max_entries, ttl=30)
         self.model_users = BoundedCache(max_entries, ttl=30)
 
-    async def _get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+    async def _get(
+        self, kind: str, path: str, params: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        self._on_lookup(kind)
         try:
             async with self._session().get(
                 self._base + path, params=params, timeout=LOOKUP_TIMEOUT
@@ -140,7 +146,7 @@ class Resolver:
 
     async def listing(self, path: str, params: dict[str, str]) -> dict[str, Any]:
         """A read-only MLflow call with the gateway's identity (the console's pickers)."""
-        return await self._get(path, params)
+        return await self._get("listing", path, params)
 
     async def _cached(
         self, cache: BoundedCache, key: str, fetch: Callable[[], Awaitable[Any]]
@@ -159,7 +165,7 @@ class Resolver:
 
         async def fetch() -> str:
             data = await self._get(
-                "/api/2.0/mlflow/experiments/get", {"experiment_id": experiment_id}
+                "experiment", "/api/2.0/mlflow/experiments/get", {"experiment_id": experiment_id}
             )
             return str(_dig(data, ("experiment", "name")) or "")
 
@@ -167,7 +173,11 @@ class Resolver:
         return experiment_resource(experiment_id, name or None)
 
     async def experiment_by_name(self, name: str) -> Resource:
-        data = await self._get("/api/2.0/mlflow/experiments/get-by-name", {"experiment_name": name})
+        data = await self._get(
+            "experiment_by_name",
+            "/api/2.0/mlflow/experiments/get-by-name",
+            {"experiment_name": name},
+        )
         experiment_id = str(_dig(data, ("experiment", "experiment_id")))
         self.experiment_names.put(experiment_id, name)
         return experiment_resource(experiment_id, name)
@@ -176,17 +186,28 @@ class Resolver:
         self, key: str, path: str, params: dict[str, str] | None, where: tuple[str, ...]
     ) -> Resource:
         async def fetch() -> str:
-            found = _dig(await self._get(path, params), where)
+            found = _dig(await self._get(key.split(":", 1)[0], path, params), where)
             if found is None or not _EXPERIMENT_ID.match(str(found)):
                 raise LookupFailed(f"{path} named no experiment")
             return str(found)
 
         return await self.experiment(await self._cached(self.owner_of, key, fetch))
 
-    def remember_run(self, run_id: str, experiment_id: str) -> None:
-        """What MLflow answered to CreateRun: the new run's experiment, known without a lookup."""
+    def remember_owner(self, kind: str, object_id: str, experiment_id: str) -> None:
+        """What MLflow answered to a creation (CreateRun, CreateLoggedModel): the new object's
+        experiment, known without a lookup."""
         if _EXPERIMENT_ID.match(experiment_id):
-            self.owner_of.put(f"run:{run_id}", experiment_id)
+            self.owner_of.put(f"{kind}:{object_id}", experiment_id)
+
+    def remember_experiment(self, experiment_id: str, name: str) -> None:
+        """What CreateExperiment named and MLflow numbered: the name, known without a lookup."""
+        if _EXPERIMENT_ID.match(experiment_id) and name:
+            self.experiment_names.put(str(int(experiment_id)), name)
+
+    def model_gained_version(self, logged_model_id: str, model_name: str) -> None:
+        """A version of ``model_name`` was made from the logged model: its readers may load it.
+        Amends what is remembered instead of forgetting it (no lookup on the next load)."""
+        self.model_users.amend(logged_model_id, lambda names: sorted({*names, model_name}))
 
     async def run(self, run_id: str) -> Resource:
         return await self._owner(
@@ -223,7 +244,7 @@ class Resolver:
     async def dataset(self, dataset_id: str) -> list[Resource]:
         async def fetch() -> list[str]:
             data = await self._get(
-                f"/api/3.0/mlflow/datasets/{quote(dataset_id, safe='')}/experiment-ids"
+                "dataset", f"/api/3.0/mlflow/datasets/{quote(dataset_id, safe='')}/experiment-ids"
             )
             return [str(e) for e in data.get("experiment_ids", [])]
 
@@ -245,6 +266,7 @@ class Resolver:
 
         async def fetch() -> list[str]:
             data = await self._get(
+                "models_using",
                 "/api/2.0/mlflow/model-versions/search",
                 {"filter": f"source_path='models:/{logged_model_id}'"},
             )
@@ -275,7 +297,9 @@ class Resolver:
     async def version_stage(self, name: str, version: str) -> str:
         """A model version's current stage, lower case (never cached: it is what may change)."""
         data = await self._get(
-            "/api/2.0/mlflow/model-versions/get", {"name": name, "version": version}
+            "version_stage",
+            "/api/2.0/mlflow/model-versions/get",
+            {"name": name, "version": version},
         )
         return str(_dig(data, ("model_version", "current_stage")) or "none").lower()
 
@@ -284,7 +308,9 @@ class Resolver:
         if not re.fullmatch(r"[0-9a-f]{32}", run_id):
             raise Ambiguous("invalid run id")
         data = await self._get(
-            "/api/2.0/mlflow/model-versions/search", {"filter": f"run_id='{run_id}'"}
+            "models_of_run",
+            "/api/2.0/mlflow/model-versions/search",
+            {"filter": f"run_id='{run_id}'"},
         )
         return sorted({str(v.get("name")) for v in data.get("model_versions", [])})
 

@@ -408,12 +408,14 @@ api(
 )
 
 # -- logged models (MLflow 3) ---------------------------------------------------------------------
+# The hook remembers the new model's experiment: logging its files and outputs needs no lookup.
 api(
     "POST",
     "/2.0/mlflow/logged-models",
     "CreateLoggedModel",
     exp(action="edit"),
     run("source_run_id", optional=True),
+    hook="logged_model_created",
 )
 api("GET", "/2.0/mlflow/logged-models/<model_id>", "GetLoggedModel", lmodel())
 api("PATCH", "/2.0/mlflow/logged-models/<model_id>", "FinalizeLoggedModel", lmodel(action="edit"))
