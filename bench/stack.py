@@ -130,6 +130,10 @@ class BenchStack:
         port = free_port()
         argv = mlflow_server_argv(port, self.root / name, workers, python=sys.executable)
         env = _child_env()
+        # MLflow's background job runner (GenAI scorers; nothing here uses it) keeps several
+        # processes polling, about 1.5 of this machine's 2 cores for the two servers of a run,
+        # which every latency measured here would pay for.
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         if basic_auth_password is not None:
             ini = self.root / name / "basic_auth.ini"
             ini.write_text(

@@ -99,6 +99,9 @@ class MlflowServer:
 def start_mlflow(workdir: Path, workers: int = 1) -> MlflowServer:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "MLFLOW_"))}
+    # MLflow's background job runner (GenAI scorers) keeps processes polling that take CPU from
+    # every test on a 2-core machine; no test runs an MLflow job.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     child = start_child(
         "mlflow", mlflow_server_argv(port, workdir, workers), workdir / "mlflow.log", env
     )
