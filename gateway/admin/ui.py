@@ -378,13 +378,14 @@ class Console:
     async def user_update(self, request: web.Request, form: Any, actor: Actor) -> str:
         username = request.match_info["username"]
         change = str(form.get("change", ""))
-        options: dict[str, Any] = {
+        changes: dict[str, dict[str, Any]] = {
             "disable": {"disabled": True},
             "enable": {"disabled": False},
             "make-admin": {"admin": True},
             "remove-admin": {"admin": False},
             "password": {"password": str(form.get("password", ""))},
-        }.get(change, {})
+        }
+        options = changes.get(change, {})
         if not options:
             raise BadInput(f"unknown change {change!r}")
         if change == "password" and not options["password"]:

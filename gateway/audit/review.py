@@ -114,13 +114,15 @@ def flatten(event: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _sid(stream_id: bytes | str) -> str:
-    return stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+# Stream ids and fields as redis-py returns them (its stubs type both loosely).
+def _sid(stream_id: Any) -> str:
+    return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
 
 
-def decode(fields: dict[Any, Any]) -> dict[str, Any]:
+def decode(fields: Any) -> dict[str, Any]:
     raw = fields.get(b"e") or fields.get("e")
-    return json.loads(raw)
+    event: dict[str, Any] = json.loads(raw)
+    return event
 
 
 async def search(
@@ -185,7 +187,7 @@ async def export(redis: aioredis.Redis, query: AuditQuery) -> AsyncIterator[dict
 async def follow(redis: aioredis.Redis, query: AuditQuery) -> AsyncIterator[dict[str, Any]]:
     last = "$"
     while True:
-        response = await redis.xread({STREAM: last}, block=5000, count=CHUNK)
+        response: Any = await redis.xread({STREAM: last}, block=5000, count=CHUNK)
         for _, entries in response or []:
             for stream_id, fields in entries:
                 last = _sid(stream_id)

@@ -31,13 +31,18 @@ def _is_user_tag(tag: Any) -> bool:
     return isinstance(tag, dict) and tag.get("key") == USER_TAG
 
 
+def _tags(body: dict[str, Any]) -> list[Any]:
+    tags = body.get("tags")
+    return tags if isinstance(tags, list) else []
+
+
 def stamp_identity(path: str, body: dict[str, Any], principal: Principal) -> bytes | None:
     """The JSON body to forward instead of the judged one, or None to forward it unchanged."""
     subject = principal.subject
     if path in CREATE_RUN:
         stamped = {k: v for k, v in body.items() if k != "userId"}
         stamped["user_id"] = subject
-        tags = body.get("tags") if isinstance(body.get("tags"), list) else []
+        tags = _tags(body)
         stamped["tags"] = [t for t in tags if not _is_user_tag(t)]
         stamped["tags"].append({"key": USER_TAG, "value": subject})
         return json.dumps(stamped).encode()
@@ -45,7 +50,7 @@ def stamp_identity(path: str, body: dict[str, Any], principal: Principal) -> byt
         if body.get("key") == USER_TAG and body.get("value") != subject:
             raise ForeignIdentity(f"The {USER_TAG} tag is set by the gateway.")
     else:
-        tags = body.get("tags") if isinstance(body.get("tags"), list) else []
+        tags = _tags(body)
         if any(_is_user_tag(t) and t.get("value") != subject for t in tags):
             raise ForeignIdentity(f"The {USER_TAG} tag is set by the gateway.")
     return None

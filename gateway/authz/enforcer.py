@@ -130,22 +130,21 @@ class Enforcer:
         if subjects in self._readable_ids:
             return self._readable_ids[subjects]
         reach = self.index.closure(subjects)
-        ids: set[str] | None = set()
-        if ADMIN_ROLE in reach:
-            ids = None
-        for rule in self.index.rules_of(reach) if ids is not None else ():
+        ids: set[str] = set()
+        by_id_only = ADMIN_ROLE not in reach
+        for rule in self.index.rules_of(reach) if by_id_only else ():
             if rule.effect != "allow" or not grants(rule.action, "read"):
                 continue
             if "*" in rule.object:
                 if _may_name_experiments(rule.object):
-                    ids = None
+                    by_id_only = False
                     break
             elif rule.object.startswith("experiment_name:"):
-                ids = None
+                by_id_only = False
                 break
             elif rule.object.startswith("experiment:"):
                 ids.add(rule.object.removeprefix("experiment:"))
-        found = None if ids is None else frozenset(ids)
+        found = frozenset(ids) if by_id_only else None
         if len(self._readable_ids) >= self._cache_size:
             self._readable_ids.clear()
         self._readable_ids[subjects] = found

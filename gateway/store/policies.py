@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -133,7 +134,7 @@ class PolicyStore:
             # In slices, each an await: reading 100k rows must not hold the event loop.
             result = await session.stream(columns)
             async for part in result.partitions(SNAPSHOT_SLICE):
-                rows.extend(tuple(row) for row in part)
+                rows.extend(cast(tuple[str, str, str, str, str], tuple(row)) for row in part)
         return (int(meta.value) if meta else 0), rows
 
     async def changes_since(self, version: int) -> PolicyDelta | None:
@@ -215,7 +216,9 @@ class PolicyStore:
             for line in lines:
                 if line == PROTECTED_RULE:
                     raise PolicyError(f"'{line}' makes admins admins and cannot be removed")
-                result = await session.execute(delete(PolicyRow).where(_match(line)))
+                result = cast(
+                    CursorResult[Any], await session.execute(delete(PolicyRow).where(_match(line)))
+                )
                 if result.rowcount:
                     removed.append(line)
             if removed:

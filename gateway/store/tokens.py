@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -154,7 +154,7 @@ def _token_record(token: Token) -> TokenRecord:
 
 # One statement for the token, its owner and the owner's groups (a row per group): the check runs
 # on every request, so it makes one trip to the database, not one per ORM relationship.
-_CHECK: Select[tuple[object, ...]] = (
+_CHECK = (
     select(
         Token.id,
         Token.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -127,7 +128,7 @@ class UserStore:
             users = await session.scalars(select(User).order_by(User.username))
             return [to_user_record(u) for u in users]
 
-    async def groups(self) -> list[GroupRecord]:
+    async def groups(self) -> builtins.list[GroupRecord]:
         async with self._sessions() as session:
             found = await session.scalars(select(Group).order_by(Group.name))
             return [
