@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gateway.devstack import (
     Child,
@@ -225,24 +226,37 @@ POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @contextlib.contextmanager
+def scratch_database(admin: Any, quote: str, drop_suffix: str, url: str) -> Iterator[str]:
+    """CREATE a uniquely named database on an autocommit ``admin`` connection (closed after),
+    yield ``url`` with its name, DROP it afterwards. ``quote`` quotes identifiers in this SQL
+    dialect; ``drop_suffix`` ends the DROP (PostgreSQL's WITH (FORCE))."""
+    name = f"gateway_test_{secrets.token_hex(4)}"
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {quote}{name}{quote}")
+        try:
+            yield url.format(name=name)
+        finally:
+            with admin.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS {quote}{name}{quote}{drop_suffix}")
+    finally:
+        admin.close()
+
+
+@contextlib.contextmanager
 def temporary_postgres_database() -> Iterator[str]:
     """A fresh database on the machine's PostgreSQL (dropped afterwards); yields its URL."""
     import psycopg2  # type: ignore[import-untyped]
 
-    name = f"gateway_test_{secrets.token_hex(4)}"
     try:
         admin = psycopg2.connect(POSTGRES_ADMIN_DSN)
     except psycopg2.OperationalError as exc:
         raise RuntimeError(f"PostgreSQL at 127.0.0.1:5432 is required: {exc}") from exc
     admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with scratch_database(
+        admin, '"', " WITH (FORCE)", "postgresql://postgres@127.0.0.1:5432/{name}"
+    ) as url:
+        yield url
 
 
 def create_experiment(gw: Gateway, name: str) -> str:

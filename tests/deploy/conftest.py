@@ -20,7 +20,7 @@ import pytest
 from gateway.devstack import Child
 from tests.deploy import services
 from tests.deploy.services import Deployment
-from tests.helpers import RedisServer, start_gateway
+from tests.helpers import RedisServer, start_gateway, temporary_postgres_database
 
 
 def _secret_file(directory: Path, name: str, value: str) -> str:
@@ -40,7 +40,7 @@ def deployments(
 ) -> Iterator[dict[str, Deployment]]:
     base = tmp_path_factory.mktemp("deploy-stores")
     with contextlib.ExitStack() as stack:
-        postgres_uri = stack.enter_context(services.postgres_database())
+        postgres_uri = stack.enter_context(temporary_postgres_database())
         mysql_uri = stack.enter_context(services.mariadb_database())
         stores = {}
         for name, start in (

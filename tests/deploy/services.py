@@ -21,10 +21,9 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from gateway.devstack import Child, free_port, start_child, stop_child
-from tests.helpers import Gateway, MlflowServer, wait_http
+from tests.helpers import Gateway, MlflowServer, scratch_database, wait_http
 from tests.oidc_provider import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +32,6 @@ AZURITE_DIR = Path(__file__).resolve().parent / "azurite"
 AZURITE_BIN = AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob"
 BIN = Path(sys.executable).parent
 
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 S3_KEY_ID, S3_SECRET = "deploy-tests", "deploy-tests-secret"
 # Azurite's well-known development account (public, documented by Microsoft).
@@ -74,34 +72,6 @@ def wait_tcp_http(url: str, child: Child, timeout: float = 60) -> None:
 # --- databases --------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _scratch_database(admin: Any, quote: str, drop_suffix: str, uri: str) -> Iterator[str]:
-    """CREATE a uniquely named database on an autocommit ``admin`` connection, DROP it after."""
-    name = unique_name("mlflow_deploy")
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE {quote}{name}{quote}")
-        try:
-            yield uri.format(name=name)
-        finally:
-            with admin.cursor() as cursor:
-                cursor.execute(f"DROP DATABASE IF EXISTS {quote}{name}{quote}{drop_suffix}")
-    finally:
-        admin.close()
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    import psycopg2  # type: ignore[import-untyped]
-
-    admin = psycopg2.connect(POSTGRES_ADMIN)
-    admin.autocommit = True
-    with _scratch_database(
-        admin, '"', " WITH (FORCE)", "postgresql://postgres@127.0.0.1:5432/{name}"
-    ) as uri:
-        yield uri
-
-
 def postgres_run_ids(uri: str) -> set[str]:
     import psycopg2
 
@@ -116,7 +86,7 @@ def mariadb_database() -> Iterator[str]:
 
     admin = pymysql.connect(**MARIADB, autocommit=True)
     # The plain scheme users write; the entrypoint picks the installed driver.
-    with _scratch_database(admin, "`", "", "mysql://root@127.0.0.1:3306/{name}") as uri:
+    with scratch_database(admin, "`", "", "mysql://root@127.0.0.1:3306/{name}") as uri:
         yield uri
 
 
