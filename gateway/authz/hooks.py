@@ -19,6 +19,14 @@ from gateway.authz.resolve import Resolver
 log = logging.getLogger(__name__)
 
 
+# Creations whose answer names the new object's experiment (remembered: no lookup later):
+# hook -> (field of the answer, resolver kind, field of its info holding the new id).
+CREATED = {
+    "run_created": ("run", "run", "run_id"),
+    "logged_model_created": ("model", "logged_model", "model_id"),
+}
+
+
 def _first(params: Params, name: str) -> str | None:
     values = params.values(name)
     return values[0] if values else None
@@ -57,17 +65,12 @@ class Hooks:
                 f"registered_model:{old}", f"registered_model:{new}", principal.subject
             )
             return [f"moved {moved} rule(s) from registered_model:{old} to registered_model:{new}"]
-        if hook == "run_created":
-            info = (response.get("run") or {}).get("info") or {}
-            run_id, experiment_id = info.get("run_id"), info.get("experiment_id")
-            if isinstance(run_id, str) and experiment_id is not None:
-                self.resolver.remember_owner("run", run_id, str(experiment_id))
-            return []
-        if hook == "logged_model_created":
-            info = (response.get("model") or {}).get("info") or {}
-            model_id, experiment_id = info.get("model_id"), info.get("experiment_id")
-            if isinstance(model_id, str) and experiment_id is not None:
-                self.resolver.remember_owner("logged_model", model_id, str(experiment_id))
+        if hook in CREATED:
+            field, kind, id_field = CREATED[hook]
+            info = (response.get(field) or {}).get("info") or {}
+            object_id, experiment_id = info.get(id_field), info.get("experiment_id")
+            if isinstance(object_id, str) and experiment_id is not None:
+                self.resolver.remember_owner(kind, object_id, str(experiment_id))
             return []
         if hook == "trace_started":
             trace_ids = params.values("trace.trace_info.trace_id")
