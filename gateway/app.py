@@ -46,7 +46,7 @@ from gateway.authz.resolve import LookupFailed, Resolver
 from gateway.authz.routes import RouteTable
 from gateway.config import Settings
 from gateway.context import context_of
-from gateway.edge import edge_middleware
+from gateway.edge import REFUSED_HEADER, edge_middleware, target_guard_middleware
 from gateway.errors import BAD_GATEWAY, BAD_REQUEST, NOT_FOUND, PERMISSION_DENIED, mlflow_error
 from gateway.observability import (
     Metrics,
@@ -68,7 +68,6 @@ if TYPE_CHECKING:
     from gateway.authn.oidc import OidcClient
 
 GATEWAY_PREFIX = "/.gateway/"
-REFUSED_HEADER = "X-Gateway-Refused"
 STATIC_DIR = Path(__file__).with_name("static")
 SHIPPED_POLICY = Path(__file__).with_name("policy_files") / "bootstrap.csv"
 
@@ -158,7 +157,13 @@ def create_app(settings: Settings) -> web.Application:
         # buffers for the gateway's own forms.
         client_max_size=1024**2,
         # Long request lines: MLflow search filters, and every admin query the schema allows.
-        handler_args={"max_field_size": 16 * 1024, "max_line_size": 64 * 1024},
+        handler_args={
+            "max_field_size": 16 * 1024,
+            "max_line_size": 64 * 1024,
+            # Bodies arrive as the client encoded them: the gateway judges what MLflow will
+            # decode (all of it) and streams the rest unchanged.
+            "auto_decompress": False,
+        },
     )
     authenticator = Authenticator(
         users,
@@ -192,6 +197,7 @@ def create_app(settings: Settings) -> web.Application:
         [
             edge_middleware(settings.trusted_proxies),
             *([audit_middleware(audit, settings.audit_required)] if settings.audit_enabled else []),
+            target_guard_middleware(),
             metrics_middleware(metrics),
             page_headers_middleware(idp_origins),
             authn_middleware(authenticator, public_origin),
@@ -335,7 +341,7 @@ async def _forward(request: web.Request) -> web.StreamResponse:
                 rule.hook, ctx.principal, params, _json_object(raw)
             )
         return response
-    return await request.app[PROXY].forward(request, body, rewritten)
+    return await request.app[PROXY].forward(request, body, rewritten, judgement.decoded)
 
 
 async def _filtered_search(request: web.Request, judgement: Judgement) -> web.Response:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway.authn.principal import ANONYMOUS, Principal
 from gateway.authn.sessions import SessionData
+from gateway.target import Target
 
 
 @dataclass
@@ -18,6 +19,9 @@ class RequestContext:
     client_ip: str
     scheme: str
     host: str
+    # The request target as MLflow will read it; None when it could be read two ways (refused).
+    target: Target | None = None
+    target_refusal: str | None = None
     route_class: str = "other"
     principal: Principal = ANONYMOUS
     session: SessionData | None = None

@@ -14,9 +14,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 
 from gateway.config import IPNetwork
-from gateway.context import REQUEST_CONTEXT, RequestContext
+from gateway.context import REQUEST_CONTEXT, RequestContext, context_of
+from gateway.errors import BAD_REQUEST, mlflow_error
+from gateway.target import BadTarget, parse_target
 
 REQUEST_ID_HEADER = "X-Request-Id"
+# Says who refused: the gateway, not MLflow (clients and tests can tell the two apart).
+REFUSED_HEADER = "X-Gateway-Refused"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -73,6 +77,10 @@ def edge_middleware(
             if _SAFE_REQUEST_ID.match(inbound_id):
                 request_id = inbound_id
         ctx = RequestContext(request_id=request_id, client_ip=ip, scheme=scheme, host=host)
+        try:
+            ctx.target = parse_target(request.raw_path)
+        except BadTarget as exc:
+            ctx.target_refusal = str(exc)
         request[REQUEST_CONTEXT] = ctx
         try:
             response = await handler(request)
@@ -84,3 +92,22 @@ def edge_middleware(
         return response
 
     return edge
+
+
+def target_guard_middleware() -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Refuses a request whose target MLflow could read differently (after the audit middleware,
+    so the refusal is in the trail)."""
+
+    @web.middleware
+    async def target_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        ctx = context_of(request)
+        if ctx.target is None:
+            ctx.authz_refusal = f"request target refused: {ctx.target_refusal}"
+            return mlflow_error(
+                BAD_REQUEST,
+                f"Bad request target: {ctx.target_refusal}.",
+                headers={REFUSED_HEADER: "target"},
+            )
+        return await handler(request)
+
+    return target_guard

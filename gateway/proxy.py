@@ -121,12 +121,16 @@ def client_response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     )
 
 
-def _describe_body(headers: CIMultiDict[str], body: bytes, rewritten: bool) -> None:
-    """Headers for a body the gateway read (and, when ``rewritten``, wrote anew as JSON)."""
+def _describe_body(
+    headers: CIMultiDict[str], body: bytes, rewritten: bool, decoded: bool = False
+) -> None:
+    """Headers for a body the gateway read (and, when ``rewritten``, wrote anew as JSON; when
+    ``decoded``, decompressed to judge it)."""
     headers["Content-Length"] = str(len(body))
     if rewritten:
         headers["Content-Type"] = "application/json"
-        headers.pop("Content-Encoding", None)
+    if rewritten or decoded:
+        headers.popall("Content-Encoding", None)
 
 
 def _has_body(request: web.Request) -> bool:
@@ -195,17 +199,19 @@ class MlflowProxy:
             raise RuntimeError("MlflowProxy.start() was not awaited")
         return self._session
 
-    def url_for(self, raw_path: str) -> URL:
-        # The raw path goes through untouched: no re-encoding, no normalisation, so MLflow acts on
-        # exactly the bytes the gateway looked at.
+    def url_for(self, ctx: RequestContext) -> URL:
+        # The target as the edge parsed and the gateway judged it, written anew (never the raw
+        # bytes beside it); encoded=True keeps yarl from changing it again.
+        assert ctx.target is not None  # the edge refused the request otherwise
         base = str(self.upstream).rstrip("/")
-        return URL(base + raw_path, encoded=True)
+        return URL(base + ctx.target.upstream, encoded=True)
 
     async def forward(
         self,
         request: web.Request,
         replacement_body: bytes | None = None,
         rewritten: bool = False,
+        decoded: bool = False,
     ) -> web.StreamResponse:
         """Stream the request to MLflow, or send ``replacement_body`` (the bytes the gateway read
         and judged; ``rewritten`` when the gateway changed them into new JSON)."""
@@ -214,13 +220,13 @@ class MlflowProxy:
         body: AsyncIterator[bytes] | bytes | None
         if replacement_body is not None:
             body = replacement_body
-            _describe_body(headers, replacement_body, rewritten)
+            _describe_body(headers, replacement_body, rewritten, decoded)
         else:
             body = _body_chunks(request) if _has_body(request) else None
         try:
             upstream = await self.session.request(
                 request.method,
-                self.url_for(request.raw_path),
+                self.url_for(ctx),
                 headers=headers,
                 data=body,
                 allow_redirects=False,
@@ -253,7 +259,7 @@ class MlflowProxy:
         try:
             async with self.session.request(
                 request.method,
-                self.url_for(request.raw_path),
+                self.url_for(ctx),
                 headers=headers,
                 data=replacement_body,
                 allow_redirects=False,

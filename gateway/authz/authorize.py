@@ -7,8 +7,7 @@ message that says which right on which named resource is missing, and the audit 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from urllib.parse import unquote
+from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
@@ -17,22 +16,26 @@ from gateway.authz.actions import alias as alias_right
 from gateway.authz.actions import promote
 from gateway.authz.canonical import MAX_JUDGED_BODY, Ambiguous, Params, canonical_params
 from gateway.authz.enforcer import Enforcer
-from gateway.authz.graphql import Unjudgeable, graphql_needs
-from gateway.authz.otlp import mlflow_trace_ids
+from gateway.authz.graphql import GraphqlNeed, Unjudgeable, graphql_needs
+from gateway.authz.names import new_name_refusal
+from gateway.authz.otlp import decompress, mlflow_trace_ids
 from gateway.authz.policy import Decision
 from gateway.authz.resolve import (
     LookupFailed,
     NotFound,
     Resolver,
     Resource,
+    missing_answer,
+    missing_message,
     model_resource,
 )
 from gateway.authz.routes import Need, RouteRule, RouteTable
 from gateway.authz.scope import scope_refusal
+from gateway.context import context_of
 from gateway.errors import (
     BAD_GATEWAY,
     BAD_REQUEST,
-    NOT_FOUND_RESOURCE,
+    INVALID_PARAMETER,
     PERMISSION_DENIED,
     mlflow_error,
 )
@@ -57,6 +60,20 @@ class Judgement:
     body: bytes | None
     decisions: list[tuple[Resource, Decision]] = field(default_factory=list)
     admin: bool = False
+    # The body was decompressed to be judged: it is forwarded so, without its Content-Encoding.
+    decoded: bool = False
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One question for the policy: ``action`` on ``resource``."""
+
+    resource: Resource
+    action: str
+    # MLflow's 404 message for the object the request named. A caller who holds no right on the
+    # resource gets exactly that answer, as for an object that does not exist; None when the
+    # request names no object MLflow looks up (a name for a creation, a fixed policy object).
+    missing: str | None = None
 
 
 def denied(message: str, reason: str) -> Refused:
@@ -65,6 +82,18 @@ def denied(message: str, reason: str) -> Refused:
 
 def bad_request(message: str) -> Refused:
     return Refused(mlflow_error(BAD_REQUEST, message), f"ambiguous request: {message}")
+
+
+def as_missing(message: str, reason: str) -> Refused:
+    """MLflow's own 404, answered by the gateway: nothing about the object is forwarded."""
+    return Refused(web.json_response(missing_answer(message), status=404), reason)
+
+
+def lookup_failed(exc: LookupFailed) -> Refused:
+    return Refused(
+        mlflow_error(BAD_GATEWAY, "The gateway could not check this request with MLflow."),
+        f"lookup failed: {exc}",
+    )
 
 
 # A trace's files live where this tag points; MLflow lets clients set it, which would let them
@@ -83,16 +112,16 @@ def _steers_storage(body: object) -> bool:
     return False
 
 
+def _check_new_name(kind: str, name: str) -> None:
+    if why := new_name_refusal(kind, name):
+        raise Refused(mlflow_error(INVALID_PARAMETER, f"Invalid name {name!r}: {why}."), why)
+
+
 def _one(params: Params, name: str) -> str:
     values = params.values(name)
     if len(values) != 1:
         raise Ambiguous(f"{name!r} is required once")
     return values[0]
-
-
-def decoded_path(raw_path: str) -> str:
-    """The path as MLflow routes it (uvicorn percent-decodes it once)."""
-    return unquote(raw_path.split("?", 1)[0])
 
 
 class Authorizer:
@@ -109,7 +138,9 @@ class Authorizer:
         self.protected_aliases = protected_aliases
 
     async def judge(self, request: web.Request, principal: Principal) -> Judgement:
-        path = decoded_path(request.raw_path)
+        target = context_of(request).target
+        assert target is not None  # the edge refused the request otherwise
+        path = target.path
         found = self.routes.match(request.method, path)
         if found is None:
             raise denied(
@@ -129,7 +160,7 @@ class Authorizer:
                     rule,
                     request.method,
                     path_params,
-                    request.raw_path.partition("?")[2],
+                    target.query,
                     body or b"",
                     request.headers,
                 )
@@ -155,51 +186,53 @@ class Authorizer:
                 if need.kind == "graphql":
                     resolved = [] if unrestricted else await self._graphql(params)
                 elif need.kind == "otlp_traces":
-                    resolved = await self._otlp_traces(request, body or b"")
+                    resolved = await self._otlp_traces(request, judgement)
                 else:
                     resolved = await self._resources(need, params, unrestricted)
-                for resource, action in resolved:
-                    self._decide(judgement, principal, rule, resource, action)
+                for judged in resolved:
+                    self._decide(judgement, principal, rule, judged)
         except Refused as refused:
             refused.judgement = judgement
             raise
         return judgement
 
-    async def _otlp_traces(self, request: web.Request, body: bytes) -> list[tuple[Resource, str]]:
-        """Every existing trace an OTLP export would add spans to needs edit on its experiment."""
+    async def _otlp_traces(self, request: web.Request, judgement: Judgement) -> list[Judged]:
+        """Every existing trace an OTLP export would add spans to needs edit on its experiment.
+        A compressed export is judged decompressed, every member, and forwarded as judged."""
         try:
-            trace_ids = mlflow_trace_ids(
-                body, request.headers.get("Content-Type"), request.headers.get("Content-Encoding")
-            )
-            judged: list[tuple[Resource, str]] = []
+            data = decompress(judgement.body or b"", request.headers.get("Content-Encoding"))
+            trace_ids = mlflow_trace_ids(data, request.headers.get("Content-Type"))
+            if data is not judgement.body:
+                judgement.body, judgement.decoded = data, True
+            judged: list[Judged] = []
             for trace_id in sorted(trace_ids):
                 try:
-                    judged.append((await self.resolver.trace(trace_id), "edit"))
+                    resource = await self.resolver.trace(trace_id)
                 except NotFound:
                     continue  # a new trace, created in the experiment judged already
+                judged.append(Judged(resource, "edit", missing_message("trace", trace_id)))
             return judged
         except Ambiguous as exc:
             raise bad_request(f"Ambiguous request: {exc}.") from None
         except LookupFailed as exc:
-            raise Refused(
-                mlflow_error(BAD_GATEWAY, "The gateway could not check this request with MLflow."),
-                f"lookup failed: {exc}",
-            ) from None
+            raise lookup_failed(exc) from None
 
-    async def _graphql(self, params: Params) -> list[tuple[Resource, str]]:
+    async def _graphql(self, params: Params) -> list[Judged]:
+        judged: list[Judged] = []
+        need: GraphqlNeed | None = None
         try:
-            needs = graphql_needs(params.body or {})
-            resources: list[Resource] = []
-            for need in needs:
+            for need in graphql_needs(params.body or {}):
+                missing = missing_message(need.kind, need.value)
                 if need.kind == "experiment":
-                    resources.append(await self.resolver.experiment(need.value))
+                    resource = await self.resolver.experiment(need.value)
+                    judged.append(Judged(resource, "read", missing))
                 elif need.kind == "run":
-                    resources.append(await self.resolver.run(need.value))
+                    judged.append(Judged(await self.resolver.run(need.value), "read", missing))
                 elif need.kind == "registered_model":
-                    resources.append(model_resource(need.value))
+                    judged.append(Judged(model_resource(need.value), "read", missing))
                 else:
-                    resources.extend(
-                        model_resource(name)
+                    judged.extend(
+                        Judged(model_resource(name), "read")
                         for name in await self.resolver.models_of_run(need.value)
                     )
         except Ambiguous as exc:
@@ -210,13 +243,12 @@ class Authorizer:
                 f"unjudgeable GraphQL: {exc}",
             ) from None
         except NotFound:
-            return []
+            assert need is not None
+            message = missing_message(need.kind, need.value) or "Not found"
+            raise as_missing(message, f"GraphQL names a {need.kind} that does not exist") from None
         except LookupFailed as exc:
-            raise Refused(
-                mlflow_error(BAD_GATEWAY, "The gateway could not check this request with MLflow."),
-                f"lookup failed: {exc}",
-            ) from None
-        return [(r, "read") for r in resources]
+            raise lookup_failed(exc) from None
+        return judged
 
     async def _read_body(self, request: web.Request, rule: RouteRule) -> bytes | None:
         reads_body = rule.params in ("mlflow", "json") or any(
@@ -231,6 +263,7 @@ class Authorizer:
             )
         compressed = request.headers.get("Content-Encoding", "identity").lower() != "identity"
         if compressed and rule.params != "none":
+            # MLflow's handlers for these parse the bytes as JSON, compressed or not.
             raise bad_request("Compressed request bodies are not accepted for this operation")
         body = await request.content.read(MAX_JUDGED_BODY + 1)
         if len(body) > MAX_JUDGED_BODY:
@@ -238,16 +271,17 @@ class Authorizer:
         return body
 
     def _decide(
-        self,
-        judgement: Judgement,
-        principal: Principal,
-        rule: RouteRule,
-        resource: Resource,
-        action: str,
+        self, judgement: Judgement, principal: Principal, rule: RouteRule, judged: Judged
     ) -> None:
+        resource, action = judged.resource, judged.action
         decision = self.enforcer.decide(principal, resource.names, action)
         judgement.decisions.append((resource, decision))
         if not decision.allowed:
+            if judged.missing is not None and not self.enforcer.holds_any_right(
+                principal, resource.names
+            ):
+                # Nothing of it is the caller's business: not even that it exists.
+                raise as_missing(judged.missing, decision.explain() + "; answered as missing")
             raise denied(
                 f"Permission denied: {rule.operation} needs '{action}' on {resource.label}.",
                 decision.explain(),
@@ -275,9 +309,7 @@ class Authorizer:
             return alias_right(name) if name in self.protected_aliases else "edit"
         return need.action
 
-    async def _resources(
-        self, need: Need, params: Params, admin: bool
-    ) -> list[tuple[Resource, str]]:
+    async def _resources(self, need: Need, params: Params, admin: bool) -> list[Judged]:
         try:
             values = params.values(need.field) if need.field else []
             if need.kind == "run" and need.field == "run_id":
@@ -301,36 +333,42 @@ class Authorizer:
                     raise PermissionError("listing the whole artifact store is for admins")
                 raise Ambiguous(f"{need.field!r} is required")
             action = self._action(need, params)
-            resources: list[Resource] = []
+            judged: list[Judged] = []
             for value in values or [""]:
-                resources.extend(await self._resolve(need, value, admin))
-            judged = [(r, action) for r in resources]
+                missing = missing_message(need.kind, value)
+                try:
+                    resources = await self._resolve(need, value, admin)
+                except NotFound:
+                    if admin and need.action == "read":
+                        return []  # MLflow answers an admin's read of it itself
+                    # Never forwarded: a read the gateway could not resolve could be read by
+                    # MLflow as something else, and a write to something not there yet must not
+                    # race its creation by someone else (experiment ids are sequential).
+                    raise as_missing(
+                        missing or f"{need.field or need.kind} {value!r} does not exist",
+                        f"{need.field or need.kind} {value!r} does not exist",
+                    ) from None
+                judged += [Judged(r, action, missing) for r in resources]
             if need.action == "stage" and values:
+                version = _one(params, "version")
+                try:
+                    current = await self.resolver.version_stage(values[0], version)
+                except NotFound:
+                    raise as_missing(
+                        f"Model Version (name={values[0]}, version={version}) not found",
+                        "names a model version that does not exist",
+                    ) from None
                 # Taking a version out of Production changes what is deployed: it needs the
                 # Production right too, not only the target stage's.
-                current = await self.resolver.version_stage(values[0], _one(params, "version"))
                 if current == "production" and promote(current) != action:
-                    judged += [(r, promote(current)) for r in resources]
+                    judged += [replace(j, action=promote(current)) for j in list(judged)]
             return judged
         except Ambiguous as exc:
             raise bad_request(f"Ambiguous request: {exc}.") from None
-        except NotFound:
-            if need.action == "read":
-                # MLflow will answer 404 itself; passing on reveals nothing of anyone's.
-                return []
-            # A write to something that does not exist yet must not race its creation by someone
-            # else (experiment ids are sequential): answer for MLflow, and do not forward.
-            raise Refused(
-                mlflow_error(NOT_FOUND_RESOURCE, f"{need.field or need.kind} does not exist."),
-                "names a resource that does not exist",
-            ) from None
         except PermissionError as exc:
             raise denied(f"Permission denied: {exc}.", str(exc)) from None
         except LookupFailed as exc:
-            raise Refused(
-                mlflow_error(BAD_GATEWAY, "The gateway could not check this request with MLflow."),
-                f"lookup failed: {exc}",
-            ) from None
+            raise lookup_failed(exc) from None
 
     async def _readable_through_models(
         self, experiment: Resource, logged_model: str, need: Need
@@ -350,6 +388,7 @@ class Authorizer:
         if kind == "experiment":
             return [await r.experiment(value)]
         if kind == "experiment_name":
+            _check_new_name("experiment", value)
             return [Resource((f"experiment_name:{value}",), f"experiment name {value!r}")]
         if kind == "experiment_by_name":
             return [await r.experiment_by_name(value)]
@@ -362,9 +401,8 @@ class Authorizer:
         if kind == "dataset":
             return await r.dataset(value)
         if kind == "registered_model":
-            if need.action == "create" and "*" in value:
-                # The owner rule would name it, and '*' in a rule object is a wildcard.
-                raise Ambiguous("registered model names must not contain '*'")
+            if need.action == "create":
+                _check_new_name("registered_model", value)
             return [model_resource(value)]
         if kind == "existing_trace":
             try:

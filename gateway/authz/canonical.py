@@ -11,10 +11,9 @@ non-JSON body where MLflow parses JSON, a repeated query parameter where one val
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
 from gateway.authz.routes import RouteRule
 
@@ -118,9 +117,9 @@ class Params:
         return list(self.query.get(name, []))
 
 
-def parse_query(query_string: str) -> dict[str, list[str]]:
+def parse_query(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     parsed: dict[str, list[str]] = {}
-    for key, value in parse_qsl(query_string, keep_blank_values=True):
+    for key, value in pairs:
         parsed.setdefault(key, []).append(value)
     return parsed
 
@@ -137,11 +136,11 @@ def canonical_params(
     rule: RouteRule,
     method: str,
     path_params: Mapping[str, str],
-    query_string: str,
+    query_pairs: Iterable[tuple[str, str]],
     body: bytes,
     headers: Mapping[str, str],
 ) -> Params:
-    query = parse_query(query_string)
+    query = parse_query(query_pairs)
     header_values: dict[str, str] = {}
     for name, value in headers.items():
         key = name.lower()

@@ -162,6 +162,11 @@ class Enforcer:
             self._cache.popitem(last=False)
         return decision
 
+    def holds_any_right(self, principal: Principal, names: tuple[str, ...]) -> bool:
+        """Whether any right on the object reaches the principal (only asked on a refusal:
+        a caller with none is answered as if the object did not exist)."""
+        return self.index.holds_any_right(subjects_of(principal), names)
+
     def is_admin(self, principal: Principal) -> bool:
         subjects = subjects_of(principal)
         admin = self._admins.get(subjects)

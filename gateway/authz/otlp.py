@@ -25,21 +25,47 @@ _PATH = (1, 2, 2)
 _TRACE_ID = 1
 
 
+def _inflate(body: bytes, wbits: int, limit: int) -> tuple[bytes, bytes]:
+    """One compressed stream: its data, and the bytes after its end."""
+    decoder = zlib.decompressobj(wbits)
+    data = decoder.decompress(body, limit + 1)
+    if len(data) > limit or decoder.unconsumed_tail:
+        raise Ambiguous("the decompressed body is too large")
+    if not decoder.eof:
+        raise zlib.error("truncated")
+    return data, decoder.unused_data
+
+
 def decompress(body: bytes, encoding: str | None) -> bytes:
+    """The body as MLflow's /v1/traces decompresses it (``gzip.decompress``: every member, back
+    to back; deflate: zlib, else raw deflate), bounded. A body is returned as is when it is not
+    compressed."""
     encoding = (encoding or "identity").strip().lower()
     if encoding == "identity":
         return body
-    if encoding not in ("gzip", "deflate"):
-        raise Ambiguous(f"unsupported Content-Encoding {encoding!r}")
-    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
     try:
-        decoder = zlib.decompressobj(wbits)
-        data = decoder.decompress(body, MAX_DECOMPRESSED + 1)
+        if encoding == "gzip":
+            members, rest = [], body
+            while rest:
+                data, rest = _inflate(rest, 16 + zlib.MAX_WBITS, MAX_DECOMPRESSED)
+                members.append(data)
+                if sum(map(len, members)) > MAX_DECOMPRESSED:
+                    raise Ambiguous("the decompressed body is too large")
+            if not members:
+                raise zlib.error("empty")
+            return b"".join(members)
+        if encoding == "deflate":
+            for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):
+                try:
+                    data, rest = _inflate(body, wbits, MAX_DECOMPRESSED)
+                except zlib.error:
+                    continue
+                if not rest:  # zlib.decompress refuses bytes after the stream
+                    return data
+            raise zlib.error("not deflate")
     except zlib.error:
         raise Ambiguous("the compressed body is corrupt") from None
-    if len(data) > MAX_DECOMPRESSED or decoder.unconsumed_tail:
-        raise Ambiguous("the decompressed body is too large")
-    return data
+    raise Ambiguous(f"unsupported Content-Encoding {encoding!r}")
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -120,9 +146,9 @@ def _json_id(raw: str) -> bytes:
         raise Ambiguous("invalid traceId") from None
 
 
-def mlflow_trace_ids(body: bytes, content_type: str | None, encoding: str | None) -> set[str]:
+def mlflow_trace_ids(data: bytes, content_type: str | None) -> set[str]:
+    """The traces a (decompressed) export adds spans to."""
     media = (content_type or "").split(";")[0].strip().lower()
-    data = decompress(body, encoding)
     if media == "application/json":
         raw_ids = list(_json_trace_ids(data))
     elif media == "application/x-protobuf":

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from gateway.authz.actions import matches, valid_action
+from gateway.authz.actions import CREATE, matches, valid_action
 
 ADMIN_ROLE = "role:admin"
 EFFECTS = ("allow", "deny")
@@ -275,6 +275,18 @@ class PolicyIndex:
             if rule.effect == "allow" and allow is None:
                 allow = rule
         return Decision(allow is not None, allow, objects[0], action)
+
+    def holds_any_right(self, subjects: frozenset[str], objects: tuple[str, ...]) -> bool:
+        """Some allow rule reaches the object for these subjects and is not itself denied:
+        the object is, in part, their business. `create` does not count: it is a right in a
+        namespace (new names), not on an object that exists."""
+        reach = self.closure(subjects)
+        actions = {
+            r.action
+            for r in self.candidates(reach, objects)
+            if r.effect == "allow" and r.action != CREATE
+        }
+        return any(self.decide(subjects, objects, action).allowed for action in actions)
 
     def subjects_with(self, objects: tuple[str, ...], action: str) -> list[Decision]:
         """Every subject named in the policy that may do ``action`` on the object (who-can)."""

@@ -24,7 +24,8 @@ LOOKUP_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
 class NotFound(Exception):
-    """MLflow says the thing does not exist: there is nothing to protect, MLflow will say 404."""
+    """MLflow says the thing does not exist. Nothing is forwarded about it for anyone but an
+    admin: the gateway answers MLflow's 404 itself (``missing_answer``)."""
 
 
 class LookupFailed(RuntimeError):
@@ -41,6 +42,57 @@ class Resource:
     @property
     def kind(self) -> str:
         return self.names[0].split(":", 1)[0]
+
+
+ORPHAN_PREFIX = "orphan:"
+
+
+def orphan_resource(kind: str, object_id: str) -> Resource:
+    """An object MLflow places in no experiment (a dataset removed from all of them, a trace kept
+    elsewhere): nobody's experiment rule covers it, only admins and explicit `orphan:` grants."""
+    return Resource(
+        (f"{ORPHAN_PREFIX}{kind}:{object_id}",), f"{kind} {object_id!r} (in no experiment)"
+    )
+
+
+# What MLflow answers when the object a request names does not exist, by the kind of what the
+# request names (the forms of MLflow 3.17's own messages). The gateway gives the same answer for
+# an object that exists but that the caller holds no right on: they cannot be told apart.
+MISSING_MESSAGES: dict[str, str] = {
+    "experiment": "No Experiment with id={} exists",
+    "experiment_by_name": "Could not find experiment with name '{}'",
+    "run": "Run with id={} not found",
+    "trace": "Trace with ID '{}' not found.",
+    "existing_trace": "Trace with ID '{}' not found.",
+    "logged_model": "Logged model with ID '{}' not found.",
+    "dataset": "Evaluation dataset with id '{}' not found",
+    "registered_model": "Registered Model with name={} not found",
+    "prompt_uri": "Prompt '{}' not found",
+    "artifact": "No such artifact: '{}'",
+    "model_source": "No such model source: '{}'",
+    "lookup:issue": "Issue with ID '{}' not found",
+    "lookup:label_schema": "Label schema with id '{}' not found.",
+    "lookup:review_queue": "Review queue with id '{}' not found.",
+    "lookup:prompt_job": "Job with ID {} not found",
+    "lookup:scorer": "Scorer with id '{}' not found",
+}
+
+
+def missing_message(kind: str, value: str) -> str | None:
+    """MLflow's message for a missing object of this kind; None for kinds that name no object
+    MLflow looks up (names for creation, fixed policy objects)."""
+    template = MISSING_MESSAGES.get(kind)
+    return template.format(value) if template else None
+
+
+def missing_answer(message: str) -> dict[str, str]:
+    """MLflow's 404 body, field for field."""
+    return {
+        "error_code": "RESOURCE_DOES_NOT_EXIST",
+        "message": message,
+        "sqlstate": "KAM00",
+        "error_class": "RESOURCE_NOT_FOUND",
+    }
 
 
 def experiment_resource(experiment_id: str, name: str | None) -> Resource:
@@ -187,11 +239,15 @@ class Resolver:
     ) -> Resource:
         async def fetch() -> str:
             found = _dig(await self._get(key.split(":", 1)[0], path, params), where)
-            if found is None or not _EXPERIMENT_ID.match(str(found)):
-                raise LookupFailed(f"{path} named no experiment")
-            return str(found)
+            # MLflow knows the object but places it in no experiment (or in something that is
+            # not one): remembered as such, judged as an orphan.
+            return str(found) if found is not None and _EXPERIMENT_ID.match(str(found)) else ""
 
-        return await self.experiment(await self._cached(self.owner_of, key, fetch))
+        experiment_id = await self._cached(self.owner_of, key, fetch)
+        if not experiment_id:
+            kind, _, object_id = key.partition(":")
+            return orphan_resource(kind, object_id)
+        return await self.experiment(experiment_id)
 
     def remember_owner(self, kind: str, object_id: str, experiment_id: str) -> None:
         """What MLflow answered to a creation (CreateRun, CreateLoggedModel): the new object's
@@ -226,10 +282,12 @@ class Resolver:
         )
 
     async def logged_model(self, model_id: str) -> Resource:
+        # A deleted model still belongs to its experiment, and MLflow serves it to a request
+        # that says allow_deleted=true: the lookup asks for it the same way.
         return await self._owner(
             f"logged_model:{model_id}",
             f"/api/2.0/mlflow/logged-models/{quote(model_id, safe='')}",
-            None,
+            {"allow_deleted": "true"},
             ("model", "info", "experiment_id"),
         )
 
@@ -242,13 +300,20 @@ class Resolver:
         )
 
     async def dataset(self, dataset_id: str) -> list[Resource]:
+        path = f"/api/3.0/mlflow/datasets/{quote(dataset_id, safe='')}"
+
         async def fetch() -> list[str]:
-            data = await self._get(
-                "dataset", f"/api/3.0/mlflow/datasets/{quote(dataset_id, safe='')}/experiment-ids"
-            )
-            return [str(e) for e in data.get("experiment_ids", [])]
+            data = await self._get("dataset", path + "/experiment-ids")
+            ids = [str(e) for e in data.get("experiment_ids", [])]
+            if not ids:
+                # MLflow answers "no experiments" for a dataset that does not exist too: ask
+                # whether it exists (NotFound), or is in no experiment (an orphan).
+                await self._get("dataset", path)
+            return ids
 
         ids = await self._cached(self.dataset_experiments, dataset_id, fetch)
+        if not ids:
+            return [orphan_resource("dataset", dataset_id)]
         return [await self.experiment(e) for e in ids]
 
     async def artifact(self, raw_path: str) -> tuple[Resource, str | None]:

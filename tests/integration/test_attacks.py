@@ -1707,6 +1707,108 @@ CASES: list[Attack] = [
 ]
 
 
+# -- generated: every route keyed by an id or a name in the query string ---------------------------
+# What team A's object of each kind is called in the world.
+QUERY_VALUES = {
+    "experiment": "<a.exp>",
+    "run": "<a.run>",
+    "trace": "<a.trace>",
+    "logged_model": "<a.lm>",
+    "dataset": "<a.ds>",
+    "registered_model": "<a.model>",
+    "experiment_by_name": "<a.name>",
+    "artifact": "<a.exp>/<a.run>/artifacts",
+}
+
+
+def _query_keyed_rules() -> list[tuple[str, str, str, str]]:
+    """(operation, path, query field, kind) of every GET route whose governing key is read from
+    the query string, both /api and /ajax-api (the table has both)."""
+    from gateway.authz.routes import RULES
+
+    found = []
+    for rule in RULES:
+        if (
+            rule.method != "GET"
+            or rule.access != "policy"
+            or rule.params not in ("mlflow", "query")
+        ):
+            continue
+        if "<" in rule.template or "{" in rule.template:
+            continue
+        for need in rule.needs:
+            key = need.field or ""
+            if need.kind in QUERY_VALUES and key and not key.startswith("x-"):
+                found.append((rule.operation, rule.template, key, need.kind))
+    return found
+
+
+def _query_keyed_cases() -> list[Attack]:
+    cases = []
+    for operation, path, key, kind in _query_keyed_rules():
+        value = QUERY_VALUES[kind]
+        where = f"{operation} {path} {key}"
+        cases += [
+            # The exploit as found: MLflow read the real object, the gateway judged "<id>#x".
+            Attack(
+                f"fragment after A's key: {where}",
+                "GET",
+                f"{path}?{key}={value}#x",
+                status=400,
+                twin=False,
+                regression="a fragment after the id: the gateway judged '<id>#x', MLflow read <id>",
+            ),
+            Attack(
+                f"fragment before A's key: {where}",
+                "GET",
+                f"{path}?{key}=<b.exp>#&{key}={value}",
+                status=400,
+                twin=False,
+            ),
+            # Encoded, the '#' is part of the value for every reader: nothing of A's is named.
+            Attack(f"%23 after A's key: {where}", "GET", f"{path}?{key}={value}%23x", twin=False),
+            Attack(f"%FF after A's key: {where}", "GET", f"{path}?{key}={value}%FF", twin=False),
+            Attack(f"%00 after A's key: {where}", "GET", f"{path}?{key}={value}%00", twin=False),
+        ]
+    return cases
+
+
+CASES += _query_keyed_cases()
+
+# -- names MLflow's URLs treat specially cannot be created ----------------------------------------
+for _char, _spelled in (("#", "hash"), ("?", "question mark"), ("\n", "newline")):
+    CASES += [
+        Attack(
+            f"bob creates an experiment whose name has a {_spelled}",
+            "POST",
+            "/api/2.0/mlflow/experiments/create",
+            {"name": f"<new.name>{_char}x"},
+            status=400,
+        ),
+        Attack(
+            f"bob creates a registered model whose name has a {_spelled}",
+            "POST",
+            RM + "/create",
+            {"name": f"<new.name>{_char}x"},
+            status=400,
+        ),
+        Attack(
+            f"bob renames his model to a name with a {_spelled}",
+            "POST",
+            RM + "/rename",
+            {"name": "<b.model>", "new_name": f"<new.name>{_char}x"},
+            status=400,
+        ),
+        Attack(
+            f"bob renames his experiment to a name with a {_spelled}",
+            "POST",
+            "/api/2.0/mlflow/experiments/update",
+            {"experiment_id": "<b.exp>", "new_name": f"<new.name>{_char}x"},
+            status=400,
+        ),
+    ]
+
+
 def ajax_twin(path: str) -> str | None:
     twin, count = re.subn(r"^(/*)(api)/", r"\1ajax-\2/", path, count=1, flags=re.I)
     return twin if count else None
@@ -2126,6 +2228,8 @@ def test_attack(case: Attack, world: World) -> None:
         problems.append(f"expected status {case.status}")
     if case.expect == DENIED and answer.ok():
         problems.append("expected no 2xx")
+    if case.expect != ALLOWED and answer.status >= 500:
+        problems.append("a server error is a crash, not a refusal")
     if case.expect == ALLOWED and (not answer.ok() or REFUSED.lower() in answer.headers):
         problems.append("expected a 2xx the gateway did not refuse")
     if answer.ok() and case.who not in ("alice", "admin", "mlflow"):
@@ -2315,3 +2419,182 @@ def test_deleting_a_model_named_star_leaves_other_rules_alone(world: World) -> N
     finally:
         _status(world, "admin", "DELETE", f"{RM}/delete", {"name": "*"})
         world.gw.cli("policy", "add", "p", "group:authenticated", "registered_model:*", "create")
+
+
+# -- what the caller may not read answers exactly like a missing object --------------------------
+
+
+def _answer(world: World, who: str, method: str, path: str, payload: Any = None) -> Answer:
+    port, auth = world.port_and_auth(who)
+    body = None if payload is None else json.dumps(payload).encode()
+    headers = auth + ([("Content-Type", JSON)] if body is not None else [])
+    return send(port, method, world.fill(path, {}), headers, body)
+
+
+MISSING_RUN = "0" * 31 + "f"
+MISSING_LM = "m-" + "0" * 31 + "f"
+MISSING_TRACE = "tr-" + "0" * 31 + "f"
+MISSING_DS = "d-" + "0" * 31 + "f"
+
+
+@pytest.mark.parametrize(
+    ("what", "method", "template", "payload", "foreign", "missing"),
+    [
+        ("run", "GET", "/api/2.0/mlflow/runs/get?run_id={}", None, "<a.run>", MISSING_RUN),
+        ("experiment", "GET", E + "{}", None, "<a.exp>", "987654321"),
+        (
+            "experiment by name",
+            "GET",
+            "/api/2.0/mlflow/experiments/get-by-name?experiment_name={}",
+            None,
+            "<a.name>",
+            "no-such-experiment-x",
+        ),
+        ("logged model", "GET", "/api/2.0/mlflow/logged-models/{}", None, "<a.lm>", MISSING_LM),
+        ("trace", "GET", "/api/3.0/mlflow/traces/{}", None, "<a.trace>", MISSING_TRACE),
+        ("dataset", "GET", "/api/3.0/mlflow/datasets/{}", None, "<a.ds>", MISSING_DS),
+        ("model", "GET", RM + "/get?name={}", None, "<a.model>", "no-such-model-x"),
+        ("run, a write", "POST", SET_TAG, {"run_id": "{}", "key": "k", "value": "v"}, "<a.run>",
+         MISSING_RUN),
+        ("metric history", "GET", "/api/2.0/mlflow/metrics/get-history?run_id={}&metric_key=m",
+         None, "<a.run>", MISSING_RUN),
+    ],
+)  # fmt: skip
+def test_a_foreign_object_answers_exactly_like_a_missing_one(
+    world: World, what: str, method: str, template: str, payload: Any, foreign: str, missing: str
+) -> None:
+    """bob holds no right on A's things: he cannot tell them from things that do not exist, and
+    a missing object's answer is MLflow's own (read straight from MLflow, for an admin)."""
+    foreign_id = world.fill(foreign, {})
+
+    def ask(who: str, value: str) -> Answer:
+        body = None if payload is None else json.loads(json.dumps(payload).replace("{}", value))
+        return _answer(world, who, method, template.format(value), body)
+
+    seen_foreign, seen_missing = ask("bob", foreign_id), ask("bob", missing)
+    assert seen_foreign.status == seen_missing.status == 404, (seen_foreign, seen_missing)
+    assert seen_foreign.body.replace(foreign_id.encode(), b"<id>") == seen_missing.body.replace(
+        missing.encode(), b"<id>"
+    )
+    assert json.loads(seen_missing.body)["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    if method == "GET" and what != "metric history":  # MLflow answers 200 {} for that one
+        by_mlflow = world.direct(method, template.format(missing))
+        assert by_mlflow == (404, json.loads(seen_missing.body))
+
+
+def test_a_caller_with_some_right_is_told_which_right_is_missing(world: World) -> None:
+    """bob may edit <e.model> but not promote it: a 403 that says so (no masking)."""
+    answer = _answer(
+        world,
+        "bob",
+        "POST",
+        MV + "/transition-stage",
+        _stage(world.values["e.model"], "Production"),
+    )
+    assert answer.status == 403, answer
+    assert "promote:production" in json.loads(answer.body)["message"]
+
+
+def test_an_unresolvable_read_is_never_forwarded(world: World) -> None:
+    """A read of an id MLflow does not know is answered by the gateway itself (never asked of
+    MLflow): however MLflow would have read it, it cannot turn into someone's object."""
+    answer = _answer(world, "bob", "GET", f"/api/2.0/mlflow/runs/get?run_id={MISSING_RUN}")
+    assert answer.status == 404
+    assert answer.headers.get(REFUSED.lower()) == "authorization"
+    # An admin's read is forwarded: MLflow answers it.
+    admin = _answer(world, "admin", "GET", f"/api/2.0/mlflow/runs/get?run_id={MISSING_RUN}")
+    assert admin.status == 404 and REFUSED.lower() not in admin.headers
+
+
+# -- orphans: objects MLflow places in no experiment ---------------------------------------------
+
+
+def test_a_dataset_in_no_experiment_is_for_admins_and_orphan_grants_only(world: World) -> None:
+    v = world.values
+    created = world.call(
+        "POST",
+        "/api/3.0/mlflow/datasets/create",
+        {"name": f"orphan-{secrets.token_hex(3)}", "experiment_ids": [v["a.exp"]]},
+        who="alice",
+    )
+    dataset = created["dataset"]["dataset_id"]
+    get = f"/api/3.0/mlflow/datasets/{dataset}"
+    assert _status(world, "alice", "GET", get) == 200
+    assert _status(world, "bob", "GET", get) == 404
+    # Its owner takes it out of its only experiment: it now belongs to nobody's experiment.
+    world.call("POST", get + "/remove-experiments", {"experiment_ids": [v["a.exp"]]}, who="alice")
+    assert world.direct("GET", get + "/experiment-ids")[0] == 200
+    for who in ("bob", "alice"):
+        assert _status(world, who, "GET", get) == 404, who
+        records = {"records": json.dumps([{"inputs": {"q": "x"}}])}
+        assert _status(world, who, "POST", get + "/records", records) == 404, who
+        adopt = {"experiment_ids": [v["b.exp"] if who == "bob" else v["a.exp"]]}
+        assert _status(world, who, "POST", get + "/add-experiments", adopt) == 404, who
+    assert world.direct("GET", get + "/experiment-ids")[1].get("experiment_ids") in (None, [])
+    assert _status(world, "admin", "GET", get) == 200
+    # An explicit grant on orphans lets team A back in.
+    world.gw.cli("policy", "add", "p", "group:team-a", f"orphan:dataset:{dataset}", "edit")
+    assert _eventually(lambda: _status(world, "alice", "GET", get) == 200)
+    assert _status(world, "bob", "GET", get) == 404
+
+
+def test_a_deleted_logged_model_is_judged_like_a_live_one(world: World) -> None:
+    """The gateway's lookup asks MLflow as the request will (allow_deleted): a model the gateway
+    never saw, created and deleted straight at MLflow, stays A's."""
+    v = world.values
+    status, created = world.direct(
+        "POST", "/api/2.0/mlflow/logged-models", {"experiment_id": v["a.exp"], "name": "gone"}
+    )
+    assert status == 200
+    model_id = created["model"]["info"]["model_id"]
+    assert world.direct("DELETE", f"/api/2.0/mlflow/logged-models/{model_id}")[0] == 200
+    path = f"/api/2.0/mlflow/logged-models/{model_id}?allow_deleted=true"
+    answer = _answer(world, "bob", "GET", path)
+    assert answer.status == 404 and model_id.encode() in answer.body
+    assert b"gone" not in answer.body
+    assert _status(world, "alice", "GET", path) == 200
+
+
+# -- compressed OTLP exports ----------------------------------------------------------------------
+
+
+def _otlp_protobuf(trace_hex: str) -> bytes:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id, span.span_id = bytes.fromhex(trace_hex), secrets.token_bytes(8)
+    span.name, span.start_time_unix_nano, span.end_time_unix_nano = "gz", 1, 2
+    return request.SerializeToString()
+
+
+def _export(world: World, who: str, body: bytes, encoding: str | None = None) -> Answer:
+    port, auth = world.port_and_auth(who)
+    headers = [
+        *auth,
+        ("Content-Type", "application/x-protobuf"),
+        ("X-Mlflow-Experiment-Id", world.values["b.exp"]),
+    ]
+    if encoding:
+        headers.append(("Content-Encoding", encoding))
+    return send(port, "POST", "/v1/traces", headers, body)
+
+
+def test_gzip_otlp_exports_work_and_every_member_is_judged(world: World) -> None:
+    """The OpenTelemetry exporter's gzip setting works; a second gzip member (which MLflow
+    decompresses too) cannot carry spans into A's trace."""
+    mine = secrets.token_hex(16)
+    answer = _export(world, "bob", gzip.compress(_otlp_protobuf(mine)), "gzip")
+    assert answer.ok(), answer
+    status, trace = world.direct("GET", f"/api/3.0/mlflow/traces/tr-{mine}")
+    assert status == 200, trace
+    a_trace = world.fill("<a.trace_hex>", {})
+    before = world.direct("GET", f"/api/3.0/mlflow/traces/tr-{a_trace}")
+    two = gzip.compress(_otlp_protobuf(secrets.token_hex(16))) + gzip.compress(
+        _otlp_protobuf(a_trace)
+    )
+    answer = _export(world, "bob", two, "gzip")
+    assert 400 <= answer.status < 500, answer
+    assert world.direct("GET", f"/api/3.0/mlflow/traces/tr-{a_trace}") == before

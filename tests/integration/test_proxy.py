@@ -8,7 +8,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
@@ -28,6 +28,22 @@ def _request(
         conn.request(method, target, body=data, headers=headers or {})
         response = conn.getresponse()
         return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def _raw_request(
+    port: int, method: str, target: str, headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    """The target exactly as given (urlsplit would take a fragment off)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.putrequest(method, target, skip_accept_encoding=True)
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:
         conn.close()
 
@@ -120,12 +136,42 @@ def test_forwarded_headers_believed_only_from_trusted_proxies(
     assert headers["X-Request-Id"] == "lb-1234"
 
 
-def test_raw_path_and_query_reach_upstream_byte_for_byte(echo: tuple[Gateway, EchoState]) -> None:
+def test_upstream_gets_the_target_as_judged_written_anew(echo: tuple[Gateway, EchoState]) -> None:
+    """MLflow decodes the path once and parses the query: what it receives decodes to exactly
+    what the gateway judged, in one canonical spelling (never the client's raw bytes)."""
     gw, _ = echo
-    raw = "/api/2.0/mlflow-artifacts/artifacts/0/a%2Fb/c%20d%3F.txt?path=x%2Fy&path=z&e=%C3%A9"
+    raw = "/api/2.0/mlflow-artifacts/artifacts/0/a%2Fb/c%20d%3F.txt?path=x%2Fy&path=z+w&e=%C3%A9"
     status, _, body = _request(gw.url + raw, headers=gw.auth)
     assert status == 200
-    assert json.loads(body)["path"] == raw
+    sent = json.loads(body)["path"]
+    assert (
+        sent
+        == "/api/2.0/mlflow-artifacts/artifacts/0/a/b/c%20d%3F.txt?path=x/y&path=z%20w&e=%C3%A9"
+    )
+    path, _, query = sent.partition("?")
+    assert unquote(path) == "/api/2.0/mlflow-artifacts/artifacts/0/a/b/c d?.txt"
+    assert parse_qsl(query) == [("path", "x/y"), ("path", "z w"), ("e", "é")]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/api/2.0/mlflow/experiments/get?experiment_id=0#x",
+        "/api/2.0/mlflow/experiments/get?experiment_id=%FF",
+        "/api/2.0/mlflow/experiments/get?experiment_id=0%00",
+        "//api/2.0/mlflow/experiments/get?experiment_id=0",
+    ],
+)
+def test_targets_mlflow_could_read_differently_never_reach_it(
+    echo: tuple[Gateway, EchoState], raw: str
+) -> None:
+    gw, state = echo
+    before = len(state.requests)
+    status, headers, body = _raw_request(gw.port, "GET", raw, gw.auth)
+    assert status == 400, body
+    assert json.loads(body)["error_code"] == "BAD_REQUEST"
+    assert headers.get("x-gateway-refused") == "target"
+    assert len(state.requests) == before  # nothing was forwarded
 
 
 def test_request_body_streams_to_upstream_before_client_finishes(

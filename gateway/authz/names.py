@@ -1,0 +1,31 @@
+"""Names a new experiment or registered model may not have.
+
+MLflow's URLs and URIs give some characters a meaning of their own: `#` ends a URL (a client
+drops what follows), `?` starts a query, `/` separates `models:/<name>/<version>`, and control
+characters are read differently by different readers. A name carrying one could later be named
+in a request that the gateway and MLflow read as two different objects, so new names are refused
+(creation and rename); existing objects are unaffected.
+"""
+
+from __future__ import annotations
+
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Refused in every new name; registered models also refuse what MLflow itself refuses ('/', ':')
+# and '*' (the owner rule would name it, and '*' in a rule's object is a wildcard).
+_SPECIAL = ("#", "?")
+_MODEL_SPECIAL = ("/", ":", "*")
+
+
+def new_name_refusal(kind: str, name: str) -> str | None:
+    """Why ``name`` cannot be a new ``kind`` ('experiment' or 'registered_model'), or None."""
+    what = "experiment" if kind == "experiment" else "registered model"
+    if _CONTROL.search(name):
+        return f"{what} names must not contain control characters"
+    special = _SPECIAL + (_MODEL_SPECIAL if kind == "registered_model" else ())
+    found = sorted({c for c in special if c in name})
+    if found:
+        shown = " or ".join(repr(c) for c in found)
+        return f"{what} names must not contain {shown} (they have a meaning in MLflow's URLs)"
+    return None
