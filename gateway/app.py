@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,6 +64,7 @@ from gateway.store.policies import PolicyStore
 from gateway.store.tokens import TokenStore
 from gateway.store.users import UserStore
 from gateway.ui_bar import UI_OPERATION, with_bar
+from gateway.workspaces import warn_if_enabled
 
 if TYPE_CHECKING:
     from gateway.authn.oidc import OidcClient
@@ -288,7 +290,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     security_event(app[AUDIT], "gateway_started", subject="gateway", settings=settings.redacted())
     app[IDP_HTTP] = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
     await app[PROXY].start()
+    # Said once at start, without waiting for MLflow (it may still be starting).
+    workspace_check = asyncio.create_task(
+        warn_if_enabled(app[PROXY].session, settings.upstream_url or "")
+    )
     yield
+    workspace_check.cancel()
     security_event(app[AUDIT], "gateway_stopped", subject="gateway")
     await app[AUDIT].stop()
     await app[ENFORCER].stop()

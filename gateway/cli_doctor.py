@@ -27,6 +27,7 @@ from gateway.config import (
     load_settings,
     mask_url_password,
 )
+from gateway.workspaces import ENABLED_UPSTREAM, upstream_workspaces_enabled
 
 MLFLOW_VERSION = "3.17.2"  # the version gateway/authz/routes.py describes
 CHECK_TIMEOUT = 5.0
@@ -110,6 +111,8 @@ async def check_mlflow(settings: Settings, http: aiohttp.ClientSession) -> Findi
             "--serve-artifacts and a reachable --artifacts-destination (the mlflow/ image does; "
             "its log names the store's problem)",
         )
+    if await upstream_workspaces_enabled(http, base):
+        return fail("mlflow", ENABLED_UPSTREAM)
     return ok("mlflow", f"{base} answers: MLflow {version}, serves artifacts, accepts {host!r}")
 
 

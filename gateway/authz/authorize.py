@@ -39,6 +39,8 @@ from gateway.errors import (
     PERMISSION_DENIED,
     mlflow_error,
 )
+from gateway.workspaces import REFUSAL as WORKSPACES_REFUSAL
+from gateway.workspaces import WORKSPACE_HEADER
 
 
 class Refused(Exception):
@@ -140,6 +142,8 @@ class Authorizer:
     async def judge(self, request: web.Request, principal: Principal) -> Judgement:
         target = context_of(request).target
         assert target is not None  # the edge refused the request otherwise
+        if WORKSPACE_HEADER in request.headers:
+            raise Refused(mlflow_error(BAD_REQUEST, WORKSPACES_REFUSAL), "workspace header")
         path = target.path
         found = self.routes.match(request.method, path)
         if found is None:

@@ -1775,6 +1775,31 @@ def _query_keyed_cases() -> list[Attack]:
 
 CASES += _query_keyed_cases()
 
+# -- MLflow workspaces are refused until the gateway knows them --------------------------------
+for _header, _value in (
+    ("X-MLflow-Workspace", "team-a"),
+    ("x-mlflow-workspace", "default"),
+    ("X-MLFLOW-WORKSPACE", ""),
+):
+    CASES += [
+        Attack(
+            f"{_header}: {_value!r} on bob's own model",
+            "GET",
+            RM + "/get?name=<b.model>",
+            headers=((_header, _value),),
+            status=400,
+            regression="policies and lookups ignored the workspace a request names",
+        ),
+        Attack(
+            f"{_header}: {_value!r} on bob's own run tag",
+            "POST",
+            SET_TAG,
+            B_TAG,
+            headers=((_header, _value),),
+            status=400,
+        ),
+    ]
+
 # -- names MLflow's URLs treat specially cannot be created ----------------------------------------
 for _char, _spelled in (("#", "hash"), ("?", "question mark"), ("\n", "newline")):
     CASES += [
