@@ -226,6 +226,8 @@ def create_app(settings: Settings) -> web.Application:
         settings.upstream_url,
         on_lookup=lambda kind: metrics.lookups.labels(kind).inc(),
     )
+    # Renames and deletions on any replica arrive as policy changes: names may mean another model.
+    app[ENFORCER].on_change.append(resolver.policy_changed)
     app[AUTHORIZER] = Authorizer(
         RouteTable(), app[ENFORCER], resolver, frozenset(settings.protected_aliases)
     )
@@ -345,7 +347,7 @@ async def _forward(request: web.Request) -> web.StreamResponse:
         response, raw = await request.app[PROXY].exchange(request, body, rewritten)
         if response.status == 200:
             ctx.policy_changes = await request.app[HOOKS].after_success(
-                rule.hook, ctx.principal, params, _json_object(raw)
+                rule.hook, ctx.principal, params, _json_object(raw), judgement.model_names
             )
         return response
     return await request.app[PROXY].forward(request, body, rewritten, judgement.decoded)

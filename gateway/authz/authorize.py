@@ -17,7 +17,7 @@ from gateway.authz.actions import promote
 from gateway.authz.canonical import MAX_JUDGED_BODY, Ambiguous, Params, canonical_params
 from gateway.authz.enforcer import Enforcer
 from gateway.authz.graphql import GraphqlNeed, Unjudgeable, graphql_needs
-from gateway.authz.names import new_name_refusal
+from gateway.authz.names import collation_key, new_name_refusal
 from gateway.authz.otlp import decompress, mlflow_trace_ids
 from gateway.authz.policy import Decision
 from gateway.authz.resolve import (
@@ -64,6 +64,8 @@ class Judgement:
     admin: bool = False
     # The body was decompressed to be judged: it is forwarded so, without its Content-Encoding.
     decoded: bool = False
+    # Registered model names as sent -> as MLflow stores them (for after-success bookkeeping).
+    model_names: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,9 @@ def _steers_storage(body: object) -> bool:
     return False
 
 
+MODEL_PREFIX = "registered_model:"
+
+
 def _check_new_name(kind: str, name: str) -> None:
     if why := new_name_refusal(kind, name):
         raise Refused(mlflow_error(INVALID_PARAMETER, f"Invalid name {name!r}: {why}."), why)
@@ -138,6 +143,8 @@ class Authorizer:
         self.enforcer = enforcer
         self.resolver = resolver
         self.protected_aliases = protected_aliases
+        # Spellings a backend may take for a protected alias ("Champion", "champion ").
+        self._protected = {collation_key(a): a for a in protected_aliases}
 
     async def judge(self, request: web.Request, principal: Principal) -> Judgement:
         target = context_of(request).target
@@ -192,7 +199,7 @@ class Authorizer:
                 elif need.kind == "otlp_traces":
                     resolved = await self._otlp_traces(request, judgement)
                 else:
-                    resolved = await self._resources(need, params, unrestricted)
+                    resolved = await self._resources(need, params, unrestricted, judgement)
                 for judged in resolved:
                     self._decide(judgement, principal, rule, judged)
         except Refused as refused:
@@ -233,7 +240,8 @@ class Authorizer:
                 elif need.kind == "run":
                     judged.append(Judged(await self.resolver.run(need.value), "read", missing))
                 elif need.kind == "registered_model":
-                    judged.append(Judged(model_resource(need.value), "read", missing))
+                    resource = await self.resolver.registered_model(need.value)
+                    judged.append(Judged(resource, "read", missing))
                 else:
                     judged.extend(
                         Judged(model_resource(name), "read")
@@ -309,11 +317,13 @@ class Authorizer:
             aliases = params.values("alias")
             if len(aliases) != 1:
                 raise Ambiguous("'alias' is required")
-            name = aliases[0].lower()
-            return alias_right(name) if name in self.protected_aliases else "edit"
+            protected = self._protected.get(collation_key(aliases[0]))
+            return alias_right(protected) if protected else "edit"
         return need.action
 
-    async def _resources(self, need: Need, params: Params, admin: bool) -> list[Judged]:
+    async def _resources(
+        self, need: Need, params: Params, admin: bool, judgement: Judgement
+    ) -> list[Judged]:
         try:
             values = params.values(need.field) if need.field else []
             if need.kind == "run" and need.field == "run_id":
@@ -353,6 +363,8 @@ class Authorizer:
                         f"{need.field or need.kind} {value!r} does not exist",
                     ) from None
                 judged += [Judged(r, action, missing) for r in resources]
+                if need.kind == "registered_model" and resources:
+                    judgement.model_names[value] = resources[0].names[0].removeprefix(MODEL_PREFIX)
             if need.action == "stage" and values:
                 version = _one(params, "version")
                 try:
@@ -406,8 +418,11 @@ class Authorizer:
             return await r.dataset(value)
         if kind == "registered_model":
             if need.action == "create":
+                # A new name is judged as sent; where the backend would match it to an
+                # existing model, MLflow refuses the creation itself.
                 _check_new_name("registered_model", value)
-            return [model_resource(value)]
+                return [model_resource(value)]
+            return [await r.registered_model(value)]
         if kind == "existing_trace":
             try:
                 return [await r.trace(value)]
@@ -425,7 +440,7 @@ class Authorizer:
             return [] if admin else await r.model_source(value)
         if kind == "prompt_uri":
             name = value.removeprefix("prompts:/").split("/", 1)[0].split("@", 1)[0]
-            return [model_resource(name)]
+            return [await r.registered_model(name)]
         if kind == "artifact_location":
             if admin:
                 return []

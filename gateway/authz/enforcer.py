@@ -15,7 +15,7 @@ import contextlib
 import gc
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -76,6 +76,9 @@ class Enforcer:
         self.last_load = ""
         self._reload_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        # Told of every policy change applied here, whichever replica made it: the objects of
+        # the rules it removed (None: the whole policy was reloaded).
+        self.on_change: list[Callable[[frozenset[str] | None], None]] = []
 
     async def load(self) -> None:
         """Catch up with the stored policy: the changed lines when the log has them, else all."""
@@ -93,7 +96,11 @@ class Enforcer:
         self.index.apply(delta)
         self.version = delta.version
         self.last_load = "delta"
-        self._forget_answers()
+        self._forget_answers(
+            frozenset(
+                line.object for added, line in delta.changes if not added and isinstance(line, Rule)
+            )
+        )
         log.debug("policy version %s: %s lines applied", delta.version, len(delta.changes))
 
     async def _load_everything(self) -> None:
@@ -114,13 +121,15 @@ class Enforcer:
         finally:
             gc.enable()
         self.last_load = "full"
-        self._forget_answers()
+        self._forget_answers(None)
         log.info("policy version %s loaded: %s lines", version, len(self.index))
 
-    def _forget_answers(self) -> None:
+    def _forget_answers(self, removed: frozenset[str] | None) -> None:
         self._cache.clear()
         self._readable_ids.clear()
         self._admins.clear()
+        for listener in self.on_change:
+            listener(removed)
 
     def readable_experiment_ids(self, principal: Principal) -> frozenset[str] | None:
         """The ids of every experiment the policy could let ``principal`` read, when the rules

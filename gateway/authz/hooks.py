@@ -8,6 +8,7 @@ model with the old name inherits nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.authn.principal import Principal
@@ -38,10 +39,17 @@ class Hooks:
         self.resolver = resolver
 
     async def after_success(
-        self, hook: str, principal: Principal, params: Params, response: dict[str, Any]
+        self,
+        hook: str,
+        principal: Principal,
+        params: Params,
+        response: dict[str, Any],
+        stored_names: Mapping[str, str] | None = None,
     ) -> list[str]:
-        """Run ``hook``; returns what changed, for the audit log."""
+        """Run ``hook``; returns what changed, for the audit log. ``stored_names`` maps the
+        registered model names the request sent to the names MLflow stores them under."""
         owner = f"user:{principal.subject}"
+        stored = stored_names or {}
         if hook == "experiment_created":
             experiment_id = response.get("experiment_id")
             if experiment_id is None:
@@ -54,13 +62,18 @@ class Hooks:
             name = (response.get("registered_model") or {}).get("name")
             if not name:
                 return []
+            self.resolver.remember_model(name)
             rule = Rule(owner, f"registered_model:{name}", "manage")
             await self.enforcer.add([rule], actor=principal.subject)
             return [f"added '{rule}'"]
         if hook == "model_renamed":
-            old, new = _first(params, "name"), _first(params, "new_name")
+            sent = _first(params, "name") or ""
+            old = stored.get(sent, sent)
+            new = (response.get("registered_model") or {}).get("name") or _first(params, "new_name")
             if not old or not new:
                 return []
+            self.resolver.model_names.clear()
+            self.resolver.remember_model(new)
             moved = await self.enforcer.replace_object(
                 f"registered_model:{old}", f"registered_model:{new}", principal.subject
             )
@@ -93,7 +106,9 @@ class Hooks:
             return []
         if hook == "model_deleted":
             self.resolver.model_users.clear()
-            name = _first(params, "name")
+            self.resolver.model_names.clear()
+            sent = _first(params, "name") or ""
+            name = stored.get(sent, sent)
             if not name:
                 return []
             removed = await self.enforcer.replace_object(

@@ -10,6 +10,7 @@ in a request that the gateway and MLflow read as two different objects, so new n
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Refused in every new name; registered models also refuse what MLflow itself refuses ('/', ':')
@@ -29,3 +30,14 @@ def new_name_refusal(kind: str, name: str) -> str | None:
         shown = " or ".join(repr(c) for c in found)
         return f"{what} names must not contain {shown} (they have a meaning in MLflow's URLs)"
     return None
+
+
+def collation_key(name: str) -> str:
+    """What MySQL/MariaDB's default collations compare (utf8mb4_general_ci, *_unicode_ci):
+    letter case, accents and trailing spaces ignored. Used where the gateway matches a name
+    against a short fixed list (protected aliases), so that a spelling the backend would take
+    for a protected name is protected too; SQLite and PostgreSQL compare exactly, where this only
+    protects more."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return bare.casefold().rstrip(" ")

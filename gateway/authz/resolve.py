@@ -169,6 +169,9 @@ class Resolver:
         self.experiment_names = BoundedCache(max_entries, ttl=30)
         self.dataset_experiments = BoundedCache(max_entries, ttl=30)
         self.model_users = BoundedCache(max_entries, ttl=30)
+        # A registered model's name as sent -> as MLflow stores it (they differ where the
+        # backend's collation matches names case-, space- or accent-insensitively).
+        self.model_names = BoundedCache(max_entries, ttl=30)
 
     async def _get(
         self, kind: str, path: str, params: dict[str, str] | None = None
@@ -231,8 +234,37 @@ class Resolver:
             {"experiment_name": name},
         )
         experiment_id = str(_dig(data, ("experiment", "experiment_id")))
-        self.experiment_names.put(experiment_id, name)
-        return experiment_resource(experiment_id, name)
+        # The experiment MLflow found, under its own name (on MySQL/MariaDB "SECRET" finds
+        # "secret"): `experiment_name:` rules apply to that name, not to the spelling sent.
+        stored = _dig(data, ("experiment", "name"))
+        if not _EXPERIMENT_ID.match(experiment_id) or not isinstance(stored, str):
+            raise LookupFailed("get-by-name answered no experiment")
+        self.experiment_names.put(experiment_id, stored)
+        return experiment_resource(experiment_id, stored)
+
+    async def registered_model(self, name: str) -> Resource:
+        """The registered model MLflow will act on for ``name``, under its stored name."""
+
+        async def fetch() -> str:
+            data = await self._get(
+                "registered_model", "/api/2.0/mlflow/registered-models/get", {"name": name}
+            )
+            stored = _dig(data, ("registered_model", "name"))
+            if not isinstance(stored, str) or not stored:
+                raise LookupFailed("registered-models/get answered no model")
+            return stored
+
+        return model_resource(await self._cached(self.model_names, name, fetch))
+
+    def policy_changed(self, removed: frozenset[str] | None) -> None:
+        """Rules taken off a registered model mean it was renamed or deleted, perhaps on another
+        replica: a spelling remembered for it may now name another model."""
+        if removed is None or any(o.startswith("registered_model:") for o in removed):
+            self.model_names.clear()
+
+    def remember_model(self, name: str) -> None:
+        """A model MLflow just created (or renamed to) under this stored name."""
+        self.model_names.put(name, name)
 
     async def _owner(
         self, key: str, path: str, params: dict[str, str] | None, where: tuple[str, ...]
@@ -350,7 +382,7 @@ class Resolver:
             return [await self.logged_model(source[len("models:/") :].split("/", 1)[0])]
         if source.startswith("models:/"):
             name = source[len("models:/") :].split("/", 1)[0].split("@", 1)[0]
-            return [model_resource(name)]
+            return [await self.registered_model(name)]
         if source.startswith("mlflow-artifacts:/"):
             resource, _ = await self.artifact(source[len("mlflow-artifacts:/") :].lstrip("/"))
             return [resource]

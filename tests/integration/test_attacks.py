@@ -2386,13 +2386,13 @@ def test_removed_grant_stops_working_on_the_next_request(
 ) -> None:
     line = tuple(part.format(a=world.values["a.exp"]) for part in grant)
     read_a = E + world.values["a.exp"]
-    assert _status(world, "bob", "GET", read_a) == 403
+    assert _status(world, "bob", "GET", read_a) == 404
     world.gw.cli("policy", "add", *line)
     assert _eventually(lambda: _status(world, "bob", "GET", read_a) == 200)
     # The decision is cached now; removing the grant must drop it at once.
     assert _status(world, "bob", "GET", read_a) == 200
     world.gw.cli("policy", "remove", *line)
-    assert _eventually(lambda: _status(world, "bob", "GET", read_a) == 403, seconds=1.0)
+    assert _eventually(lambda: _status(world, "bob", "GET", read_a) == 404, seconds=1.0)
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,8 @@ def test_every_request_kind_leaves_exactly_one_event(gw: Gateway, own_redis: Red
     # An allowed read, a refused read, an unauthenticated call, a gateway page, an unknown route.
     requests = [
         ("GET", "/api/2.0/mlflow/experiments/get?experiment_id=0", admin, 200),
-        ("GET", "/api/2.0/mlflow/experiments/get?experiment_id=0", ann, 403),
+        # ann holds no right on it: answered as if it did not exist, and the trail says why.
+        ("GET", "/api/2.0/mlflow/experiments/get?experiment_id=0", ann, 404),
         ("GET", "/api/2.0/mlflow/experiments/get?experiment_id=0", {}, 401),
         ("GET", "/.gateway/login", {}, 200),
         ("GET", "/api/2.0/mlflow/not-a-route", admin, 403),
@@ -101,7 +102,7 @@ def test_every_request_kind_leaves_exactly_one_event(gw: Gateway, own_redis: Red
         "allowed": False,
         "rule": None,
     }
-    assert "denied by default" in refused["reason"]
+    assert "denied by default" in refused["reason"] and "answered as missing" in refused["reason"]
     assert refused["upstream_status"] is None
     assert anonymous["decision"] == "unauthenticated" and anonymous["reason"] == "no credentials"
     assert page["http"]["path"] == "/.gateway/login"

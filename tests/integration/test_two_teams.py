@@ -89,10 +89,13 @@ class As:
 
 
 def denied(call, *args, **kwargs) -> str:
+    """Refused: 403 where the caller holds some right on the object, otherwise answered exactly
+    as if the object did not exist (the other team cannot even tell it is there)."""
     with pytest.raises(MlflowException) as caught:
         call(*args, **kwargs)
-    assert "PERMISSION_DENIED" in str(caught.value) or "403" in str(caught.value), caught.value
-    return str(caught.value)
+    text = str(caught.value)
+    assert "PERMISSION_DENIED" in text or "RESOURCE_DOES_NOT_EXIST" in text, caught.value
+    return text
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +141,8 @@ def test_the_other_team_can_neither_read_nor_change(
         denied(client.set_tag, alice_run, "owner", "bob")
         denied(client.delete_run, alice_run)
         denied(client.get_experiment, alice_experiment)
-        denied(client.get_experiment_by_name, "/team-a/churn")
+        # The client reads "does not exist" as None: to bob, team A's experiment is not there.
+        assert client.get_experiment_by_name("/team-a/churn") is None
         denied(client.delete_experiment, alice_experiment)
         denied(client.rename_experiment, alice_experiment, "/team-b/stolen")
         denied(client.search_runs, [alice_experiment])
@@ -233,12 +237,12 @@ def test_the_ui_calls_are_judged_the_same_way(gw: Gateway, world: dict[str, str]
     status, _, _ = request(
         gw, f"/ajax-api/2.0/mlflow/runs/get?run_id={world['alice_run']}", headers=ui
     )
-    assert status == 403
+    assert status == 404  # nothing of team A's, not even that the run exists
     status, _, _ = request(
         gw, f"/ajax-api/2.0/mlflow/runs/get?run_id={world['bob_run']}", headers=ui
     )
     assert status == 200
-    for run_id, expected in ((world["alice_run"], 403), (world["bob_run"], 200)):
+    for run_id, expected in ((world["alice_run"], 404), (world["bob_run"], 200)):
         query = {
             "query": f'query {{ mlflowGetRun(input: {{runId: "{run_id}"}}) {{ run {{ info {{ runName }} experiment {{ name }} }} }} }}'
         }
@@ -277,14 +281,14 @@ def test_token_scopes_narrow_the_owner(gw: Gateway, world: dict[str, str]) -> No
         )[0]
         == 403
     )
-    # A scope never widens: the owner's own rights still apply.
+    # A scope never widens: the owner's own rights still apply (she has none on bob's run).
     assert (
         request(
             gw,
             f"/api/2.0/mlflow/runs/get?run_id={world['bob_run']}",
             headers=bearer(one_experiment),
         )[0]
-        == 403
+        == 404
     )
     # Basic auth with the token as password behaves the same.
     assert request(gw, run, headers=basic("alice", one_experiment))[0] == 200
