@@ -26,6 +26,7 @@ from gateway.authz.canonical import Ambiguous
 from gateway.authz.explain import explain, principal_of, rights_of, who_can
 from gateway.authz.policy import Grouping, Rule
 from gateway.authz.resolve import LookupFailed, NotFound, Resolver
+from gateway.context import context_of
 from gateway.store.tokens import TokenScope, parse_duration
 
 USER = Field("username", pattern=f.NAME, required=True, description="A user name.")
@@ -63,7 +64,12 @@ GROUPING_FIELDS = (
 SCOPE_LIST = Field("item", pattern=f.SCOPE_ITEM, max_length=500)
 TOKEN_FIELDS = (
     Field("name", pattern=f.NAME, required=True, description="A name to recognise it by."),
-    Field("expires_in", pattern=f.DURATION, max_length=8, description="30d (default), 12h, 90m"),
+    Field(
+        "expires_in",
+        pattern=f.DURATION,
+        max_length=8,
+        description="30d, 12h, 90m; by default 30d, or when the token making the call expires",
+    ),
     Field("read_only", "boolean"),
     Field("experiments", "array", item=SCOPE_LIST, description="experiment ids or patterns"),
     Field("registered_models", "array", item=SCOPE_LIST, description="model names or patterns"),
@@ -99,6 +105,7 @@ class AdminApi:
 
     async def me(self, call: Call) -> dict[str, Any]:
         principal = call.principal
+        session = context_of(call.request).session
         admin, rights = rights_of(self.index, principal)
         return {
             "username": principal.subject,
@@ -115,6 +122,9 @@ class AdminApi:
                 else None
             ),
             "rights": [right_json(r) for r in rights],
+            # For the bar on MLflow's pages, whose sign-out form needs it; only this site's
+            # scripts can read this answer.
+            "csrf_token": session.csrf_token if session else None,
         }
 
     def _own(self, call: Call) -> str:
@@ -123,7 +133,8 @@ class AdminApi:
         return call.principal.subject
 
     async def list_my_tokens(self, call: Call) -> dict[str, Any]:
-        tokens = await self.service.tokens.list(self._own(call))
+        self._own(call)
+        tokens = await self.service.token_service.own(call.principal)
         return {"tokens": [token_json(t) for t in reversed(tokens)]}
 
     async def create_my_token(self, call: Call) -> dict[str, Any]:
@@ -136,8 +147,9 @@ class AdminApi:
             + [f"experiment:{e}" for e in body.get("experiments", [])]
             + [f"registered_model:{m}" for m in body.get("registered_models", [])]
         )
+        expires_in = parse_duration(body["expires_in"]) if "expires_in" in body else None
         record, secret = await self.service.create_token(
-            call.actor, owner, body["name"], parse_duration(body.get("expires_in", "30d")), scope
+            call.actor, owner, body["name"], expires_in, scope
         )
         return {"token": token_json(record), "secret": secret}
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from gateway.admin.fields import BadInput, Field, read_body, read_query
-from gateway.admin.service import Actor, Conflict, Missing
+from gateway.admin.service import Actor, Conflict, Missing, NotPermitted, admin_refusal
 from gateway.authn.csrf import SAFE_METHODS, form_token_matches
 from gateway.authn.principal import Principal
 from gateway.authz.enforcer import Enforcer
@@ -98,19 +98,13 @@ def error_body(kind: tuple[str, int], message: str) -> web.Response:
 def check_access(
     endpoint: Endpoint, request: web.Request, principal: Principal, enforcer: Enforcer
 ) -> None:
-    """Admins for admin calls; a token with a scope may read but never change (and a token limited
-    to some experiments or models is not for administration at all)."""
+    """Admin calls: admins, never with a token that has a scope. The caller's own calls (/me):
+    anyone signed in; what a token may do with tokens is the token service's rule."""
     if endpoint.access == "public":
         return
     ctx = context_of(request)
-    if endpoint.access == "admin":
-        if not enforcer.is_admin(principal):
-            raise Refused(FORBIDDEN, "This is for gateway admins.")
-        scope = principal.scope
-        if scope is not None and (scope.experiments or scope.registered_models):
-            raise Refused(FORBIDDEN, "A token limited to experiments or models cannot administer.")
-    if principal.scope is not None and principal.scope.read_only and endpoint.method != "GET":
-        raise Refused(FORBIDDEN, "A read-only token cannot make changes.")
+    if endpoint.access == "admin" and (why := admin_refusal(enforcer, principal)):
+        raise Refused(FORBIDDEN, why)
     # The authentication stage already checked Origin; a header a foreign page cannot set is the
     # second lock on changes made from a browser session.
     session = ctx.session
@@ -149,6 +143,9 @@ def route(endpoint: Endpoint, enforcer: Enforcer) -> Callable[[web.Request], Awa
             return error_body(exc.kind, exc.message)
         except BadInput as exc:
             return error_body(INVALID, str(exc))
+        except NotPermitted as exc:
+            ctx.authz_refusal = str(exc)
+            return error_body(FORBIDDEN, str(exc))
         except Missing as exc:
             return error_body(MISSING, str(exc))
         except Conflict as exc:

@@ -16,7 +16,8 @@ COMMON_ERRORS = (401, 429, 503)
 ERROR_TEXT = {
     400: "The input does not fit (the message names the field).",
     401: "No or invalid credentials.",
-    403: "Not allowed (admins only, or the token's scope is too narrow).",
+    403: "Not allowed (admins only, never with a scoped token; or the token's scope is too "
+    "narrow for what it asks).",
     404: "No such user, group, token or policy line.",
     409: "Conflicts with the current state.",
     415: "The body is not sent as application/json.",
@@ -102,6 +103,10 @@ SCHEMAS: dict[str, Any] = {
                 "nullable": True,
             },
             "rights": {"type": "array", "items": _ref("Right")},
+            "csrf_token": _string(
+                nullable=True,
+                description="a browser session's CSRF token (for its forms); null otherwise",
+            ),
         }
     ),
     "TokenList": _list_of("tokens", "Token"),

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from gateway.admin.shapes import iso
+from gateway.admin.token_rules import expiry_of, mint_refusal
 from gateway.audit.record import security_event
 from gateway.audit.writer import AuditWriter
 from gateway.authn.passwords import hash_password
@@ -21,7 +23,18 @@ from gateway.authz.enforcer import Enforcer
 from gateway.authz.policy import Grouping, PolicyError, Rule, parse_lines
 from gateway.authz.policy_import import stale_lines
 from gateway.store.tokens import TokenRecord, TokenScope, TokenStore
-from gateway.store.users import GroupRecord, StoreError, UserRecord, UserStore
+from gateway.store.users import GroupRecord, StoreError, UserRecord, UserStore, now
+
+# A new token's lifetime when the request names none (and no minting token bounds it).
+DEFAULT_TOKEN_LIFETIME = timedelta(days=30)
+SCOPED_ADMIN = (
+    "A token with a scope cannot administer the gateway, even an admin's token: use an unscoped "
+    "token, a password or a browser session."
+)
+SCOPED_REVOKE = (
+    "A token with a scope can revoke only itself: revoke other tokens with an unscoped token, "
+    "a password or a browser session."
+)
 
 
 class Conflict(StoreError):
@@ -30,6 +43,23 @@ class Conflict(StoreError):
 
 class Missing(StoreError):
     """The change names something that does not exist."""
+
+
+class NotPermitted(StoreError):
+    """The caller may not make this change (403); the message says what to change."""
+
+
+def admin_refusal(enforcer: Enforcer, principal: Principal) -> str | None:
+    """Why ``principal`` may not use the admin API or the console's admin pages; None if it may.
+
+    A token with any scope is refused even when its owner is an admin: administration (users,
+    policy, everyone's tokens, the audit trail) is exactly what a narrowed token must not reach.
+    """
+    if not enforcer.is_admin(principal):
+        return "This is for gateway admins."
+    if principal.scope is not None:
+        return SCOPED_ADMIN
+    return None
 
 
 @dataclass(frozen=True)
@@ -71,6 +101,7 @@ class AdminService:
         self.tokens = tokens
         self.enforcer = enforcer
         self._audit = audit
+        self.token_service = TokenService(tokens, audit, via="admin")
 
     def _event(self, actor: Actor, kind: str, **details: Any) -> None:
         security_event(
@@ -225,10 +256,78 @@ class AdminService:
         actor: Actor,
         owner: str,
         name: str,
-        expires_in: timedelta,
+        expires_in: timedelta | None,
         scope: TokenScope,
     ) -> tuple[TokenRecord, str]:
-        record, secret = await self.tokens.create(owner, name, expires_in=expires_in, scope=scope)
+        return await self.token_service.create(actor, owner, name, scope, expires_in)
+
+    async def revoke_token(
+        self, actor: Actor, token_id: str, owner: str | None = None
+    ) -> TokenRecord:
+        return await self.token_service.revoke(actor, token_id, owner)
+
+
+class TokenService:
+    """Creating, listing and revoking tokens for people: the one path of the tokens page, the
+    console and the JSON API, so the rules of `token_rules` hold at every door."""
+
+    def __init__(self, tokens: TokenStore, audit: AuditWriter, via: str | None = None) -> None:
+        self.tokens = tokens
+        self._audit = audit
+        self._via = {"via": via} if via else {}
+
+    def _event(self, actor: Actor, kind: str, outcome: str = "success", **details: Any) -> None:
+        security_event(
+            self._audit,
+            kind,
+            actor_principal=actor.principal,
+            client_ip=actor.client_ip,
+            request_id=actor.request_id,
+            outcome=outcome,
+            **self._via,
+            **details,
+        )
+
+    async def _minting_token(self, actor: Actor) -> TokenRecord | None:
+        token_id = actor.principal.token_id
+        if token_id is None:
+            return None
+        record = await self.tokens.get(token_id)
+        if record is None:  # deleted between authentication and now
+            raise NotPermitted("The token making this request no longer exists.")
+        return record
+
+    @staticmethod
+    def _expiry(minting: TokenRecord | None, expires_in: timedelta | None) -> datetime:
+        if expires_in is not None:
+            return now() + expires_in
+        # Not named: a token's child expires with it rather than being refused.
+        limit = expiry_of(minting) if minting is not None else None
+        return limit or now() + DEFAULT_TOKEN_LIFETIME
+
+    async def create(
+        self,
+        actor: Actor,
+        owner: str,
+        name: str,
+        scope: TokenScope,
+        expires_in: timedelta | None = None,
+    ) -> tuple[TokenRecord, str]:
+        """A new token for ``owner``; ``expires_in`` None: the default lifetime."""
+        minting = await self._minting_token(actor)
+        expires_at = self._expiry(minting, expires_in)
+        if minting is not None and (why := mint_refusal(minting, owner, scope, expires_at)):
+            self._event(
+                actor,
+                "token_created",
+                "failure",
+                reason=why,
+                owner=owner,
+                scope=scope.words(),
+                expires_at=iso(expires_at),
+            )
+            raise NotPermitted(why)
+        record, secret = await self.tokens.create(owner, name, expires_at=expires_at, scope=scope)
         self._event(
             actor,
             "token_created",
@@ -240,23 +339,34 @@ class AdminService:
         )
         return record, secret
 
-    async def revoke_token(
-        self, actor: Actor, token_id: str, owner: str | None = None
-    ) -> TokenRecord:
-        """Revoke any token (admins), or with ``owner`` only one of that user's own."""
+    async def own(self, principal: Principal) -> list[TokenRecord]:
+        """The caller's tokens, oldest first; a token with a scope sees only itself."""
+        tokens = await self.tokens.list(principal.subject)
+        if principal.scope is None:
+            return tokens
+        return [t for t in tokens if t.id == principal.token_id]
+
+    async def revoke(self, actor: Actor, token_id: str, owner: str | None = None) -> TokenRecord:
+        """Revoke any token (admins), or with ``owner`` only one of that user's own. A token with
+        a scope may revoke itself and nothing else; one without cannot revoke itself."""
+        principal = actor.principal
+        if principal.scope is not None and token_id != principal.token_id:
+            self._event(actor, "token_revoked", "failure", reason=SCOPED_REVOKE, token=token_id)
+            raise NotPermitted(SCOPED_REVOKE)
         found = await self.tokens.get(token_id)
         if found is None or (owner is not None and found.owner != owner):
             raise Missing(f"no token with id {token_id!r}")
-        if token_id == actor.principal.token_id:
+        # An unscoped token is its owner's whole credential: a script revoking the token it runs
+        # on locks itself out. A scoped one is delegated: its holder may give it up.
+        if token_id == principal.token_id and principal.scope is None:
             raise Conflict("this request is made with that token; revoke it using another one")
         record = await self.tokens.revoke(token_id, owner=owner)
-        before = token_state(found)
         self._event(
             actor,
             "token_revoked",
             token=record.id,
             owner=record.owner,
-            before=before,
+            before=token_state(found),
             after=token_state(record),
         )
         return record

@@ -21,17 +21,18 @@ from redis.exceptions import RedisError
 
 from gateway.admin.api import AdminApi
 from gateway.admin.fields import BadInput
-from gateway.admin.service import Actor
+from gateway.admin.service import Actor, admin_refusal
 from gateway.admin.shapes import token_json
 from gateway.audit.api import FILTERS, audit_query, last_verification, verify_and_record
 from gateway.audit.review import search
-from gateway.authn.csrf import form_token_matches
-from gateway.authn.pages import form_scope_words
+from gateway.authn.csrf import session_form
+from gateway.authn.pages import form_duration, form_scope_words
+from gateway.authn.principal import Principal
 from gateway.authz.explain import explain, principal_of, rights_of, who_can
 from gateway.authz.policy import Grouping, PolicyError, Rule
 from gateway.authz.resolve import LookupFailed
 from gateway.context import context_of
-from gateway.store.tokens import TokenScope, parse_duration
+from gateway.store.tokens import TokenScope
 from gateway.store.users import StoreError
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,11 @@ class Console:
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def _is_admin(self, request: web.Request) -> bool:
-        return self.service.enforcer.is_admin(context_of(request).principal)
+    def _admin_refusal(self, request: web.Request) -> str | None:
+        return admin_refusal(self.service.enforcer, context_of(request).principal)
+
+    def _administers(self, principal: Principal) -> bool:
+        return admin_refusal(self.service.enforcer, principal) is None
 
     def render(
         self, request: web.Request, template: str, context: dict[str, Any], status: int = 200
@@ -110,6 +114,8 @@ class Console:
             "flash": _read_flash(request),
             "path": request.path,
             "here": request.path_qs,
+            # The admin tabs and links follow the same rule as the pages behind them.
+            "is_admin": self._administers,
         }
         response = aiohttp_jinja2.render_template(
             template, request, {**base, **context}, status=status
@@ -125,8 +131,8 @@ class Console:
 
     def _admin(self, page: Page) -> Page:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            if not self._is_admin(request):
-                return self._denied(request, "These pages are for gateway admins.")
+            if why := self._admin_refusal(request):
+                return self._denied(request, why)
             return await page(request)
 
         return guarded
@@ -140,13 +146,10 @@ class Console:
 
         async def handle(request: web.Request) -> web.StreamResponse:
             ctx = context_of(request)
-            if admin and not self._is_admin(request):
-                return self._denied(request, "These pages are for gateway admins.")
+            if admin and (why := self._admin_refusal(request)):
+                return self._denied(request, why)
             form = await request.post()
-            submitted = form.get("csrf_token")
-            if ctx.session is None or not form_token_matches(
-                ctx.session.csrf_token, submitted if isinstance(submitted, str) else None
-            ):
+            if not session_form(ctx.session, form):
                 # Without a session, a browser's cached basic credentials would ride along on a
                 # forged cross-site form: changes from the console need a signed-in session.
                 return self._denied(
@@ -173,7 +176,7 @@ class Console:
     # -- home and account ------------------------------------------------------------------------
 
     async def home(self, request: web.Request) -> web.StreamResponse:
-        target = "/policies" if self._is_admin(request) else "/account"
+        target = "/account" if self._admin_refusal(request) else "/policies"
         raise web.HTTPSeeOther(PREFIX + target)
 
     async def account(
@@ -181,7 +184,7 @@ class Console:
     ) -> web.Response:
         principal = context_of(request).principal
         admin, rights = rights_of(self.service.enforcer.index, principal)
-        tokens = [] if principal.service else await self.service.tokens.list(principal.subject)
+        tokens = [] if principal.service else await self.service.token_service.own(principal)
         return self.render(
             request,
             "admin/account.html",
@@ -202,7 +205,7 @@ class Console:
             actor,
             principal.subject,
             str(form.get("name", "")).strip(),
-            parse_duration(str(form.get("expires_in", "30d"))),
+            form_duration(form),
             TokenScope.parse(form_scope_words(form)),
         )
         # Shown once, on this answer only: never in a cookie, a URL or a later page.

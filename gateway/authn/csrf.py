@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+
+from gateway.authn.sessions import SessionData
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -28,6 +32,15 @@ def same_origin(request: web.Request, public_origin: str) -> bool:
 
 def form_token_matches(expected: str, submitted: str | None) -> bool:
     return submitted is not None and hmac.compare_digest(expected, submitted)
+
+
+def session_form(session: SessionData | None, form: Mapping[str, Any]) -> bool:
+    """The form was sent from one of our pages in this browser session: it carries the session's
+    CSRF token (a page on another site cannot read it). The check of every gateway form."""
+    submitted = form.get("csrf_token")
+    return session is not None and form_token_matches(
+        session.csrf_token, submitted if isinstance(submitted, str) else None
+    )
 
 
 def cross_site(request: web.Request, public_origin: str) -> bool:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
+from gateway.admin.service import Actor, NotPermitted, TokenService
 from gateway.audit.record import security_event
 from gateway.audit.writer import AuditWriter
 from gateway.authn.authenticator import Authenticator
 from gateway.authn.credentials import STATE_TTL, IdentityProviderError, LoginRefused
-from gateway.authn.csrf import form_token_matches, origin_of, same_origin
+from gateway.authn.csrf import origin_of, same_origin, session_form
 from gateway.authn.redirects import safe_next
 from gateway.authn.sessions import SessionData
 from gateway.context import context_of
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 STATE_COOKIE = "mlgw_oidc_state"
 CALLBACK_PATH = "/.gateway/callback"
+SIGNED_OUT = "/.gateway/login?signed_out=1"
 
 
 def form_scope_words(form: Any) -> list[str]:
@@ -41,6 +43,12 @@ def form_scope_words(form: Any) -> list[str]:
             if item.strip()
         ]
     return words
+
+
+def form_duration(form: Any) -> timedelta | None:
+    """A token form's lifetime; None when the form names none (the token service decides)."""
+    value = str(form.get("expires_in", "")).strip()
+    return parse_duration(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ class AuthPages:
         self.local_users = local_users
         self.sso_name = sso_name
         self.audit = audit
+        self.token_service = TokenService(authenticator.tokens, audit)
 
     def _event(self, request: web.Request, kind: str, **details: Any) -> None:
         ctx = context_of(request)
@@ -88,7 +97,7 @@ class AuthPages:
             web.post("/.gateway/login", self.login_submit),
             web.get("/.gateway/login/sso", self.sso_start),
             web.get(CALLBACK_PATH, self.sso_callback),
-            web.get("/.gateway/logout", self.logout),
+            web.get("/.gateway/logout", self.logout_page),
             web.post("/.gateway/logout", self.logout),
             web.get("/.gateway/tokens", self.tokens_page),
             web.post("/.gateway/tokens", self.tokens_create),
@@ -100,10 +109,13 @@ class AuthPages:
     def _page(
         self, request: web.Request, template: str, context: dict[str, Any], status: int = 200
     ) -> web.Response:
-        principal = context_of(request).principal
+        ctx = context_of(request)
+        principal = ctx.principal
         base = {
             "principal": principal if principal.authenticated else None,
             "sso_name": self.sso_name,
+            # The page header's sign-out form, for a browser session.
+            "csrf_token": ctx.session.csrf_token if ctx.session else "",
         }
         response = aiohttp_jinja2.render_template(
             template, request, {**base, **context}, status=status
@@ -271,24 +283,71 @@ class AuthPages:
         response.del_cookie(STATE_COOKIE, path=CALLBACK_PATH)
         return response
 
+    # -- sign-out --------------------------------------------------------------------------------
+
+    async def _cookie_session(self, request: web.Request) -> tuple[str, SessionData | None]:
+        # From the cookie itself: an Authorization header sent along does not hide the session.
+        session_id = request.cookies.get(self.cookies.session_name, "")
+        return session_id, (await self.auth.sessions.get(session_id) if session_id else None)
+
+    async def logout_page(self, request: web.Request) -> web.Response:
+        """A GET never signs out (any site can make a browser GET): it asks, with a form."""
+        _, session = await self._cookie_session(request)
+        return self._page(request, "logout.html", self._logout_context(session))
+
+    @staticmethod
+    def _logout_context(session: SessionData | None, error: str | None = None) -> dict[str, Any]:
+        return {
+            "signed_in": session is not None,
+            "csrf_token": session.csrf_token if session else "",
+            "error": error,
+        }
+
+    def _logout_refusal(
+        self, request: web.Request, session: SessionData | None, form: Any
+    ) -> str | None:
+        if not same_origin(request, self.public_origin):
+            return "cross-site sign-out"
+        if session is not None and not session_form(session, form):
+            return "sign-out without a valid CSRF token"
+        return None
+
     async def logout(self, request: web.Request) -> web.Response:
-        session_id = request.cookies.get(self.cookies.session_name)
-        session: SessionData | None = None
-        if session_id:
-            session = await self.auth.sessions.get(session_id)
-            await self.auth.sessions.delete(session_id)
-        target = "/.gateway/login?signed_out=1"
-        if session is not None and session.login_method == "oidc" and self.oidc is not None:
-            idp_logout = await self.oidc.logout_url(
-                session.id_token, f"{self.public_url}/.gateway/login?signed_out=1"
-            )
+        form = await request.post()
+        session_id, session = await self._cookie_session(request)
+        refusal = self._logout_refusal(request, session, form)
+        if refusal is not None:
+            return self._refuse_logout(request, session, refusal)
+        if session is None:  # signed out already (or the session expired): nothing to end
+            response = web.HTTPSeeOther(SIGNED_OUT)
+            response.del_cookie(self.cookies.session_name, path="/")
+            return response
+        await self.auth.sessions.delete(session_id)
+        target = SIGNED_OUT
+        if session.login_method == "oidc" and self.oidc is not None:
+            idp_logout = await self.oidc.logout_url(session.id_token, self.public_url + SIGNED_OUT)
             target = idp_logout or target
         response = web.HTTPSeeOther(target)
         response.del_cookie(self.cookies.session_name, path="/")
-        if session is not None:
-            log.info("sign-out: %s", session.subject)
-            self._event(request, "logout", subject=session.subject)
+        log.info("sign-out: %s", session.subject)
+        self._event(request, "logout", subject=session.subject)
         return response
+
+    def _refuse_logout(
+        self, request: web.Request, session: SessionData | None, reason: str
+    ) -> web.Response:
+        context_of(request).auth_refusal = reason
+        self._event(
+            request,
+            "logout",
+            subject=session.subject if session else None,
+            outcome="failure",
+            reason=reason,
+        )
+        message = "This sign-out was not sent from this site's own page, so nothing changed" + (
+            ": you are still signed in. To sign out, use the button below." if session else "."
+        )
+        return self._page(request, "logout.html", self._logout_context(session, message), 403)
 
     # -- personal tokens -------------------------------------------------------------------------
 
@@ -298,10 +357,14 @@ class AuthPages:
             raise web.HTTPForbidden(text="Service accounts have no personal tokens.")
         return principal.subject
 
+    def _actor(self, request: web.Request) -> Actor:
+        ctx = context_of(request)
+        return Actor(ctx.principal, ctx.client_ip, ctx.request_id)
+
     async def _tokens_context(self, request: web.Request) -> dict[str, Any]:
-        owner = self._tokens_owner(request)
+        self._tokens_owner(request)
         now = datetime.now(UTC)
-        tokens = await self.auth.tokens.list(owner)
+        tokens = await self.token_service.own(context_of(request).principal)
         session = context_of(request).session
         return {
             "tokens": [(t, t.state(now)) for t in reversed(tokens)],
@@ -314,43 +377,47 @@ class AuthPages:
 
     async def _check_form(self, request: web.Request) -> Any:
         form = await request.post()
-        principal = context_of(request).principal
-        session = context_of(request).session
-        if principal.method == "session" and session is not None:
-            submitted = form.get("csrf_token")
-            if not form_token_matches(
-                session.csrf_token, submitted if isinstance(submitted, str) else None
-            ):
-                context_of(request).auth_refusal = "token form without a valid CSRF token"
-                raise web.HTTPForbidden(text="The form expired. Reload the page and try again.")
+        ctx = context_of(request)
+        if ctx.principal.method == "session" and not session_form(ctx.session, form):
+            ctx.auth_refusal = "token form without a valid CSRF token"
+            raise web.HTTPForbidden(text="The form expired. Reload the page and try again.")
         return form
+
+    async def _tokens_error(self, request: web.Request, error: str, status: int) -> web.Response:
+        context = await self._tokens_context(request)
+        return self._page(request, "tokens.html", {**context, "error": error}, status)
 
     async def tokens_create(self, request: web.Request) -> web.Response:
         owner = self._tokens_owner(request)
         form = await self._check_form(request)
         name = str(form.get("name", "")).strip()
         try:
-            expires_in = parse_duration(str(form.get("expires_in", "30d")))
-            record, secret = await self.auth.tokens.create(
-                owner, name, expires_in=expires_in, scope=TokenScope.parse(form_scope_words(form))
+            record, secret = await self.token_service.create(
+                self._actor(request),
+                owner,
+                name,
+                TokenScope.parse(form_scope_words(form)),
+                form_duration(form),
             )
+        except NotPermitted as exc:
+            context_of(request).authz_refusal = str(exc)
+            return await self._tokens_error(request, str(exc), 403)
         except (ValueError, StoreError) as exc:
-            context = await self._tokens_context(request)
-            return self._page(request, "tokens.html", {**context, "error": str(exc)}, 400)
+            return await self._tokens_error(request, str(exc), 400)
         log.info("token created: %s for %s", record.id, owner)
-        self._event(
-            request, "token_created", token=record.id, owner=owner, scope=record.scope.words()
-        )
         context = await self._tokens_context(request)
         return self._page(request, "tokens.html", {**context, "created": record, "secret": secret})
 
     async def tokens_revoke(self, request: web.Request) -> web.Response:
         owner = self._tokens_owner(request)
         await self._check_form(request)
+        token_id = request.match_info["token_id"]
         try:
-            record = await self.auth.tokens.revoke(request.match_info["token_id"], owner=owner)
+            record = await self.token_service.revoke(self._actor(request), token_id, owner)
+        except NotPermitted as exc:
+            context_of(request).authz_refusal = str(exc)
+            return await self._tokens_error(request, str(exc), 403)
         except StoreError as exc:
             raise web.HTTPNotFound(text=str(exc)) from None
         log.info("token revoked: %s by %s", record.id, owner)
-        self._event(request, "token_revoked", token=record.id, owner=owner)
         raise web.HTTPSeeOther("/.gateway/tokens")

@@ -34,10 +34,17 @@
   };
   if (me.admin) link("/.gateway/admin/policies", "Console");
   link("/.gateway/admin/account", "My account");
-  if (me.method === "session") {
+  if (me.method === "session" && me.csrf_token) {
+    // Signing out is a POST with the session's CSRF token, which /.gateway/api/me hands to this
+    // site's own scripts only; a GET of /.gateway/logout merely asks.
     const form = document.createElement("form");
     form.method = "post";
     form.action = "/.gateway/logout";
+    const token = document.createElement("input");
+    token.type = "hidden";
+    token.name = "csrf_token";
+    token.value = me.csrf_token;
+    form.appendChild(token);
     const button = document.createElement("button");
     button.type = "submit";
     button.textContent = "Sign out";

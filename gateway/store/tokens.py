@@ -239,9 +239,12 @@ class TokenStore:
         name: str,
         *,
         expires_in: timedelta | None = None,
+        expires_at: datetime | None = None,
         scope: TokenScope | None = None,
     ) -> tuple[TokenRecord, str]:
-        """Returns the record and the secret. The secret exists nowhere else afterwards."""
+        """Returns the record and the secret. The secret exists nowhere else afterwards.
+
+        ``expires_at`` (exact, e.g. a minting token's own expiry) wins over ``expires_in``."""
         validate_name("token", name)
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         async with self._sessions.begin() as session:
@@ -257,7 +260,7 @@ class TokenStore:
                 secret_hash=hash_secret(secret),
                 scope=(scope or TokenScope()).to_json(),
                 created_at=created,
-                expires_at=created + expires_in if expires_in else None,
+                expires_at=expires_at or (created + expires_in if expires_in else None),
             )
             session.add(token)
         return _token_record(token), secret

@@ -330,3 +330,51 @@ def test_console_forms_need_the_session_csrf_token(gw: Gateway, admin: Page) -> 
     assert "form expired" in answer.text()
     _, _, body = request(gw, "/.gateway/api/policy?subject=mallory", headers=gw.auth)
     assert json.loads(body)["rules"] == []
+
+
+# -- signing out --------------------------------------------------------------------------
+
+
+def _password_session(browser: Browser, gw: Gateway, next_path: str) -> tuple[BrowserContext, Page]:
+    context = _context(browser)
+    page = context.new_page()
+    page.goto(f"{gw.url}/.gateway/login?next={urllib.parse.quote(next_path)}")
+    page.fill("#username", "carol")
+    page.fill("#password", "carol-password-123")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.wait_for_url(f"{gw.url}{next_path}")
+    return context, page
+
+
+def _me_status(gw: Gateway, session: str) -> int:
+    return request(gw, "/.gateway/api/me", headers={"Cookie": f"mlgw_session={session}"})[0]
+
+
+@pytest.mark.parametrize("where", ["bar", "console", "confirm page"])
+def test_sign_out_from_the_bar_the_console_and_the_confirm_page(
+    browser: Browser, gw: Gateway, where: str
+) -> None:
+    context, page = _password_session(browser, gw, "/#/experiments")
+    # Errors of the gateway's pages only (MLflow's UI logs refusals of calls carol may not make).
+    problems: list[str] = []
+    session = {c["name"]: c for c in context.cookies()}["mlgw_session"]["value"]
+    if where == "bar":
+        page.get_by_text("Default", exact=True).first.wait_for()
+        bar = page.get_by_role("navigation", name="mlflow-gateway")
+        bar.get_by_role("button", name="Sign out").click()
+    elif where == "console":
+        page.goto(f"{gw.url}/.gateway/admin/account")
+        page.locator("header").get_by_role("button", name="Sign out").click()
+    else:
+        # Visiting the sign-out address only asks: still signed in until the button is pressed.
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        response = page.goto(f"{gw.url}/.gateway/logout")
+        assert response is not None and response.status == 200
+        assert "unsafe-inline" not in response.headers["content-security-policy"]
+        assert _me_status(gw, session) == 200
+        page.locator("main").get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{gw.url}/.gateway/login?signed_out=1")
+    assert "You are signed out" in page.content()
+    assert _me_status(gw, session) == 401
+    assert problems == []
+    context.close()

@@ -372,10 +372,20 @@ def test_session_of_disabled_user_stops_working(gw: Gateway) -> None:
 
 
 def test_logout_ends_the_session(gw: Gateway) -> None:
+    # The whole of signing out (GET only asks, CSRF, cross-site) is in test_logout.py.
     _, headers, _ = login(gw, "carol", "carol-password-1")
     cookie = session_cookie(headers)
+    csrf = json.loads(request(gw, "/.gateway/api/me", headers={"Cookie": cookie})[2])["csrf_token"]
     status, headers, _ = request(
-        gw, "/.gateway/logout", "POST", {"Cookie": cookie, "Origin": gw.url}
+        gw,
+        "/.gateway/logout",
+        "POST",
+        {
+            "Cookie": cookie,
+            "Origin": gw.url,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        urlencode({"csrf_token": csrf}).encode(),
     )
     assert status == 303
     assert headers["Location"] == "/.gateway/login?signed_out=1"
