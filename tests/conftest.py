@@ -1,4 +1,5 @@
-"""Session-wide real services: one MLflow 3.17.2, one Redis, one gateway in front."""
+"""Session-wide real services: one MLflow 3.17.2, one Redis, one gateway in front; and, for the
+tests that need a MySQL-family backend store, one more MLflow on a scratch MariaDB database."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tests.helpers import (
     start_gateway,
     start_mlflow,
     start_redis,
+    temporary_mariadb_database,
 )
 
 
@@ -29,6 +31,18 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     server = start_mlflow(tmp_path_factory.mktemp("mlflow"))
     yield server
     stop_child(server.child)
+
+
+@pytest.fixture(scope="session")
+def mariadb_mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """MLflow 3.17.2 on a fresh database of the machine's MariaDB (its default collation, as an
+    operator gets it), artifacts in a local directory; the database is dropped at the end."""
+    with temporary_mariadb_database("mysql+pymysql") as uri:
+        server = start_mlflow(tmp_path_factory.mktemp("mlflow-mariadb"), backend_store_uri=uri)
+        try:
+            yield server
+        finally:
+            stop_child(server.child)
 
 
 @pytest.fixture(scope="session")

@@ -97,15 +97,20 @@ class MlflowServer:
         return self.workdir / "mlflow" / "artifacts"
 
 
-def start_mlflow(workdir: Path, workers: int = 1) -> MlflowServer:
+def start_mlflow(
+    workdir: Path, workers: int = 1, backend_store_uri: str | None = None
+) -> MlflowServer:
+    """MLflow on a free port, artifacts under ``workdir``; the backend store is SQLite in
+    ``workdir`` unless ``backend_store_uri`` names another (e.g. ``mysql+pymysql://…``)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "MLFLOW_"))}
     # MLflow's background job runner (GenAI scorers) keeps processes polling that take CPU from
     # every test on a 2-core machine; no test runs an MLflow job.
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    child = start_child(
-        "mlflow", mlflow_server_argv(port, workdir, workers), workdir / "mlflow.log", env
-    )
+    argv = mlflow_server_argv(port, workdir, workers)
+    if backend_store_uri is not None:
+        argv[argv.index("--backend-store-uri") + 1] = backend_store_uri
+    child = start_child("mlflow", argv, workdir / "mlflow.log", env)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", 180, child)
     except Exception:
@@ -223,6 +228,7 @@ def run_cli(
 
 
 POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 
 
 @contextlib.contextmanager
@@ -256,6 +262,22 @@ def temporary_postgres_database() -> Iterator[str]:
     with scratch_database(
         admin, '"', " WITH (FORCE)", "postgresql://postgres@127.0.0.1:5432/{name}"
     ) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def temporary_mariadb_database(scheme: str = "mysql") -> Iterator[str]:
+    """A fresh database on the machine's MariaDB (dropped afterwards); yields its URL.
+
+    ``mysql://`` is what users write (the MLflow image's entrypoint picks the driver); MLflow
+    itself needs ``scheme="mysql+pymysql"``."""
+    import pymysql
+
+    try:
+        admin = pymysql.connect(**MARIADB, autocommit=True)
+    except pymysql.err.OperationalError as exc:
+        raise RuntimeError(f"MariaDB at 127.0.0.1:3306 is required: {exc}") from exc
+    with scratch_database(admin, "`", "", scheme + "://root@127.0.0.1:3306/{name}") as url:
         yield url
 
 

@@ -20,7 +20,12 @@ import pytest
 from gateway.devstack import Child
 from tests.deploy import services
 from tests.deploy.services import Deployment
-from tests.helpers import RedisServer, start_gateway, temporary_postgres_database
+from tests.helpers import (
+    RedisServer,
+    start_gateway,
+    temporary_mariadb_database,
+    temporary_postgres_database,
+)
 
 
 def _secret_file(directory: Path, name: str, value: str) -> str:
@@ -41,7 +46,8 @@ def deployments(
     base = tmp_path_factory.mktemp("deploy-stores")
     with contextlib.ExitStack() as stack:
         postgres_uri = stack.enter_context(temporary_postgres_database())
-        mysql_uri = stack.enter_context(services.mariadb_database())
+        # The plain scheme users write; the entrypoint picks the installed driver.
+        mysql_uri = stack.enter_context(temporary_mariadb_database())
         stores = {}
         for name, start in (
             ("s3", services.start_moto_s3),

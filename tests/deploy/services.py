@@ -18,12 +18,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.devstack import Child, free_port, start_child, stop_child
-from tests.helpers import Gateway, MlflowServer, scratch_database, wait_http
+from tests.helpers import MARIADB, Gateway, MlflowServer, wait_http
 from tests.oidc_provider import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +32,6 @@ AZURITE_DIR = Path(__file__).resolve().parent / "azurite"
 AZURITE_BIN = AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob"
 BIN = Path(sys.executable).parent
 
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 S3_KEY_ID, S3_SECRET = "deploy-tests", "deploy-tests-secret"
 # Azurite's well-known development account (public, documented by Microsoft).
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -78,16 +77,6 @@ def postgres_run_ids(uri: str) -> set[str]:
     with contextlib.closing(psycopg2.connect(uri)) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT run_uuid FROM runs")
         return {row[0] for row in cursor.fetchall()}
-
-
-@contextlib.contextmanager
-def mariadb_database() -> Iterator[str]:
-    import pymysql
-
-    admin = pymysql.connect(**MARIADB, autocommit=True)
-    # The plain scheme users write; the entrypoint picks the installed driver.
-    with scratch_database(admin, "`", "", "mysql://root@127.0.0.1:3306/{name}") as uri:
-        yield uri
 
 
 def mariadb_run_ids(uri: str) -> set[str]:
