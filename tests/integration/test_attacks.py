@@ -2146,9 +2146,17 @@ def _team(world: World, label: str, tag: str) -> None:
     )
 
 
+@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
+def backend(request: pytest.FixtureRequest) -> MlflowServer:
+    """The whole catalogue runs against MLflow on SQLite and on MariaDB, whose collations match
+    names case-, accent- and trailing-space-insensitively."""
+    fixture = "mlflow_server" if request.param == "sqlite" else "mariadb_mlflow_server"
+    return request.getfixturevalue(fixture)
+
+
 @pytest.fixture(scope="module")
 def gw(
-    mlflow_server: MlflowServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    backend: MlflowServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
     data = tmp_path_factory.mktemp("gw-attacks")
     policy = data / "policy.csv"
@@ -2158,7 +2166,7 @@ def gw(
         "p, group:authenticated, registered_model:*, create, allow\n"
     )
     gateway = start_gateway(
-        mlflow_server.url,
+        backend.url,
         redis_server.db_url(7),
         data,
         GATEWAY_POLICY_FILE=str(policy),
@@ -2216,8 +2224,8 @@ def _build(w: World) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(gw: Gateway, mlflow_server: MlflowServer) -> World:
-    w = World(gw, mlflow_server.port, {"gw.port": str(gw.port)}, {"admin": gw.admin_token})
+def world(gw: Gateway, backend: MlflowServer) -> World:
+    w = World(gw, backend.port, {"gw.port": str(gw.port)}, {"admin": gw.admin_token})
     with ThreadPoolExecutor(3) as pool:
         tokens = {u: pool.submit(gw.token, u, "attacks") for u in ("alice", "bob", "carol")}
         _build(w)
