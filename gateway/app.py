@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 import aiohttp_jinja2
@@ -36,19 +35,16 @@ from gateway.authn.middleware import authn_middleware
 from gateway.authn.pages import CALLBACK_PATH, AuthPages, CookiePolicy
 from gateway.authn.passwords import PasswordVerifier
 from gateway.authn.sessions import SessionStore
-from gateway.authn.stamping import ForeignIdentity, needs_stamping, stamp_identity
-from gateway.authz.authorize import Authorizer, Judgement, Refused
-from gateway.authz.canonical import Ambiguous
+from gateway.authz.authorize import Authorizer
 from gateway.authz.enforcer import Enforcer
 from gateway.authz.filters import SearchFilter
 from gateway.authz.hooks import Hooks
 from gateway.authz.policy import parse_lines
-from gateway.authz.resolve import LookupFailed, Resolver
+from gateway.authz.resolve import Resolver
 from gateway.authz.routes import RouteTable
 from gateway.config import Settings
-from gateway.context import context_of
-from gateway.edge import REFUSED_HEADER, edge_middleware, target_guard_middleware
-from gateway.errors import BAD_GATEWAY, BAD_REQUEST, NOT_FOUND, PERMISSION_DENIED, mlflow_error
+from gateway.edge import edge_middleware, target_guard_middleware
+from gateway.errors import NOT_FOUND, mlflow_error
 from gateway.observability import (
     Metrics,
     Observability,
@@ -57,13 +53,13 @@ from gateway.observability import (
     metrics_middleware,
 )
 from gateway.page_headers import page_headers_middleware
+from gateway.pipeline import MlflowPipeline
 from gateway.proxy import MlflowProxy
 from gateway.store.db import create_engine, ping
 from gateway.store.migrate import upgrade_database_in_child
 from gateway.store.policies import PolicyStore
 from gateway.store.tokens import TokenStore
 from gateway.store.users import UserStore
-from gateway.ui_bar import UI_OPERATION, with_bar
 from gateway.workspaces import warn_if_enabled
 
 if TYPE_CHECKING:
@@ -276,7 +272,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(Console(admin_api, redis, settings.effective_public_url).routes())
     app.router.add_static(GATEWAY_PREFIX + "static/", STATIC_DIR)
     app.router.add_route("*", "/.gateway/{tail:.*}", _gateway_not_found)
-    app.router.add_route("*", "/{tail:.*}", _forward)
+    pipeline = MlflowPipeline(app[AUTHORIZER], app[PROXY], app[SEARCH], app[HOOKS])
+    app.router.add_route("*", "/{tail:.*}", pipeline.handle)
     return app
 
 
@@ -306,72 +303,6 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await app[IDP_HTTP].close()
     await app[REDIS].aclose()
     await app[DATABASE].dispose()
-
-
-async def _forward(request: web.Request) -> web.StreamResponse:
-    ctx = context_of(request)
-    try:
-        judgement = await request.app[AUTHORIZER].judge(request, ctx.principal)
-    except Refused as refused:
-        ctx.authz_refusal = refused.reason
-        ctx.judgement = refused.judgement
-        # Says who refused: the gateway, not MLflow (clients and tests can tell the two apart).
-        refused.response.headers[REFUSED_HEADER] = "authorization"
-        return refused.response
-    ctx.judgement = judgement
-    body = judgement.body
-    params = judgement.params
-    rewritten = False
-    if (
-        params is not None
-        and params.body is not None
-        and needs_stamping(request.method, request.path)
-    ):
-        try:
-            stamped = stamp_identity(request.path, params.body, ctx.principal)
-            if stamped is not None:
-                body, rewritten = stamped, True
-        except ForeignIdentity as exc:
-            ctx.authz_refusal = str(exc)
-            return mlflow_error(
-                PERMISSION_DENIED, str(exc), headers={REFUSED_HEADER: "authorization"}
-            )
-    rule = judgement.rule
-    if rule.operation == UI_OPERATION and request.method == "GET":
-        response, raw = await request.app[PROXY].exchange(request, None)
-        return with_bar(response, raw)
-    unrestricted = judgement.admin and ctx.principal.scope is None
-    if rule.filter and params is not None and not unrestricted:
-        return await _filtered_search(request, judgement)
-    if rule.hook and params is not None:
-        response, raw = await request.app[PROXY].exchange(request, body, rewritten)
-        if response.status == 200:
-            ctx.policy_changes = await request.app[HOOKS].after_success(
-                rule.hook, ctx.principal, params, _json_object(raw), judgement.model_names
-            )
-        return response
-    return await request.app[PROXY].forward(request, body, rewritten, judgement.decoded)
-
-
-async def _filtered_search(request: web.Request, judgement: Judgement) -> web.Response:
-    assert judgement.rule.filter is not None and judgement.params is not None
-    try:
-        status, payload = await request.app[SEARCH].search(
-            judgement.rule.filter, judgement.params, context_of(request).principal
-        )
-    except Ambiguous as exc:
-        return mlflow_error(BAD_REQUEST, f"Ambiguous request: {exc}.")
-    except LookupFailed:
-        return mlflow_error(BAD_GATEWAY, "The MLflow server behind this gateway did not answer.")
-    return web.json_response(payload, status=status)
-
-
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 async def _gateway_not_found(request: web.Request) -> web.Response:

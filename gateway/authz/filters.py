@@ -28,6 +28,7 @@ from gateway.authn.principal import Principal
 from gateway.authz.canonical import Ambiguous, Params
 from gateway.authz.enforcer import Enforcer
 from gateway.authz.resolve import LookupFailed, Resource, experiment_resource, model_resource
+from gateway.authz.routes import Search
 from gateway.authz.scope import scope_refusal
 
 LOOKUP_TIMEOUT = aiohttp.ClientTimeout(total=60)
@@ -51,22 +52,22 @@ class SearchSpec:
     readable: Callable[[dict[str, Any]], tuple[str, ...]]
 
 
-SEARCHES: dict[str, SearchSpec] = {
-    "experiments": SearchSpec(
+SEARCHES: dict[Search, SearchSpec] = {
+    Search.EXPERIMENTS: SearchSpec(
         "/api/2.0/mlflow/experiments/search",
         "POST",
         "experiments",
         1000,
         lambda e: experiment_resource(str(e.get("experiment_id")), e.get("name")).names,
     ),
-    "registered_models": SearchSpec(
+    Search.REGISTERED_MODELS: SearchSpec(
         "/api/2.0/mlflow/registered-models/search",
         "GET",
         "registered_models",
         100,
         lambda m: model_resource(str(m.get("name"))).names,
     ),
-    "model_versions": SearchSpec(
+    Search.MODEL_VERSIONS: SearchSpec(
         "/api/2.0/mlflow/model-versions/search",
         "GET",
         "model_versions",
@@ -147,9 +148,9 @@ class SearchFilter:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise LookupFailed(f"search {spec.path} failed: {type(exc).__name__}") from exc
 
-    def steer_ids(self, name: str, principal: Principal) -> list[str] | None:
+    def steer_ids(self, name: Search, principal: Principal) -> list[str] | None:
         """The experiment ids to narrow the upstream query to, or None (search everything)."""
-        if name != "experiments":
+        if name != Search.EXPERIMENTS:
             return None
         ids = self._enforcer.readable_experiment_ids(principal)
         scope = principal.scope
@@ -173,7 +174,7 @@ class SearchFilter:
         return scope is None or scope_refusal(scope, Resource(names, names[0]), "read") is None
 
     async def search(
-        self, name: str, params: Params, principal: Principal
+        self, name: Search, params: Params, principal: Principal
     ) -> tuple[int, dict[str, Any]]:
         """Status and body for the client: MLflow's error as is, or a filtered page."""
         spec = SEARCHES[name]

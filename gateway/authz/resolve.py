@@ -25,7 +25,7 @@ LOOKUP_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 class NotFound(Exception):
     """MLflow says the thing does not exist. Nothing is forwarded about it for anyone but an
-    admin: the gateway answers MLflow's 404 itself (``missing_answer``)."""
+    admin: the gateway answers MLflow's 404 itself (``refusals.as_missing``)."""
 
 
 class LookupFailed(RuntimeError):
@@ -83,16 +83,6 @@ def missing_message(kind: str, value: str) -> str | None:
     MLflow looks up (names for creation, fixed policy objects)."""
     template = MISSING_MESSAGES.get(kind)
     return template.format(value) if template else None
-
-
-def missing_answer(message: str) -> dict[str, str]:
-    """MLflow's 404 body, field for field."""
-    return {
-        "error_code": "RESOURCE_DOES_NOT_EXIST",
-        "message": message,
-        "sqlstate": "KAM00",
-        "error_class": "RESOURCE_NOT_FOUND",
-    }
 
 
 def experiment_resource(experiment_id: str, name: str | None) -> Resource:

@@ -1,37 +1,103 @@
-"""The MLflow route table: every (method, path) MLflow 3.17.2 serves, and what it needs.
+"""The MLflow route table: the data in routes.toml, loaded and validated, and its matcher.
 
 Each rule names the governing resources a request touches (where MLflow reads their keys) and the
-right needed on each. A request that matches no rule is refused (deny by default), admins included.
-`tests/integration/test_route_table.py` enumerates the routes of the installed MLflow and fails
-when one has no rule here.
-
-Rights: `read` < `edit` < `manage`; `create` (experiments by name, registered models); `use` (AI
-gateway endpoints); `promote:<stage>` and `alias:<name>`. Deleting a run, trace, tag or logged model
-is `edit`; deleting or restoring an experiment, a registered model or a model version is `manage`.
+right needed on each; routes.toml's header explains the fields. Every name in the data is one of
+the enums below, so a kind, hook or filter without a handler cannot be written (a test checks that
+each member has one). A request that matches no rule is refused, admins included.
 """
 
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass, field
-from typing import Literal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
-Access = Literal["policy", "authenticated", "refused"]
-# Where MLflow reads the parameters: "mlflow" = Flask handler (GET: query string, or the JSON body
-# when there is no query string; other methods: the JSON body, whatever the Content-Type);
-# "json" = always the JSON body; "query" = the query string only; "none" = path only.
-ParamSource = Literal["mlflow", "json", "query", "none"]
+ROUTES_FILE = Path(__file__).with_name("routes.toml")
+
+
+class Access(StrEnum):
+    POLICY = "policy"  # judged on the rule's needs
+    AUTHENTICATED = "authenticated"  # any signed-in caller
+    REFUSED = "refused"  # nobody, admins included
+
+
+class ParamSource(StrEnum):
+    """Where MLflow reads the parameters."""
+
+    MLFLOW = "mlflow"  # Flask: a GET's query string (else the JSON body); others: the JSON body
+    JSON = "json"  # always the JSON body
+    QUERY = "query"  # the query string only
+    NONE = "none"  # the path only
+
+
+class Kind(StrEnum):
+    """What a need names; each has a resolver in gateway/authz/authorize.py."""
+
+    EXPERIMENT = "experiment"
+    EXPERIMENT_NAME = "experiment_name"  # a name for a new experiment
+    EXPERIMENT_BY_NAME = "experiment_by_name"
+    RUN = "run"
+    TRACE = "trace"
+    EXISTING_TRACE = "existing_trace"  # a trace a write may merge into, if it exists
+    LOGGED_MODEL = "logged_model"
+    DATASET = "dataset"
+    REGISTERED_MODEL = "registered_model"
+    ARTIFACT = "artifact"  # a path of MLflow's artifact store
+    MODEL_SOURCE = "model_source"  # a new model version's source URI
+    PROMPT_URI = "prompt_uri"
+    ARTIFACT_LOCATION = "artifact_location"
+    GRAPHQL = "graphql"
+    OTLP_TRACES = "otlp_traces"
+    LOOKUP = "lookup"  # a GenAI object whose experiment MLflow is asked
+    OBJECT = "object"  # a fixed policy object
+    NAMED = "named"  # a policy object: prefix + the field's value
+
+
+class Hook(StrEnum):
+    """After-success bookkeeping; each has a handler in gateway/authz/hooks.py."""
+
+    EXPERIMENT_CREATED = "experiment_created"
+    EXPERIMENT_RENAMED = "experiment_renamed"
+    RUN_CREATED = "run_created"
+    LOGGED_MODEL_CREATED = "logged_model_created"
+    TRACE_STARTED = "trace_started"
+    MODEL_CREATED = "model_created"
+    MODEL_RENAMED = "model_renamed"
+    MODEL_DELETED = "model_deleted"
+    VERSION_CREATED = "version_created"
+    VERSION_DELETED = "version_deleted"
+    DATASET_CHANGED = "dataset_changed"
+
+
+class Search(StrEnum):
+    """Searches filtered to what the caller may read; each has a spec in filters.py."""
+
+    EXPERIMENTS = "experiments"
+    REGISTERED_MODELS = "registered_models"
+    MODEL_VERSIONS = "model_versions"
+
+
+# Rights a need may ask for; "stage" and "alias" are derived from the request's own fields.
+ACTIONS = frozenset({"read", "edit", "manage", "create", "use", "stage", "alias"})
+# Kinds whose need names its subject in the data: the lookup's kind, the object, the prefix.
+SUBJECT_KEYS = {Kind.LOOKUP: "lookup", Kind.OBJECT: "object", Kind.NAMED: "prefix"}
 
 
 @dataclass(frozen=True)
 class Need:
     """A resource the request names, how to find it, and the right needed on it."""
 
-    kind: str
+    kind: Kind
     field: str | None = None
     action: str = "read"
     many: bool = False
     optional: bool = False
+    # LOOKUP: the object kind (issue, label_schema, …); OBJECT: the policy object; NAMED: the
+    # prefix its value is appended to.
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,13 +106,10 @@ class RouteRule:
     template: str
     operation: str
     needs: tuple[Need, ...] = ()
-    access: Access = "policy"
-    params: ParamSource = "mlflow"
-    # Search/list endpoints whose results are filtered to what the principal may read.
-    filter: str | None = None
-    # After-success bookkeeping (owner grants, policy moves on rename/delete).
-    hook: str | None = None
-    # Admin-only: no policy can grant it.
+    access: Access = Access.POLICY
+    params: ParamSource = ParamSource.MLFLOW
+    filter: Search | None = None
+    hook: Hook | None = None
     admin_only: bool = False
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
@@ -70,716 +133,91 @@ def compile_template(template: str) -> re.Pattern[str]:
     return re.compile("^" + pattern + r"\Z", re.S)
 
 
-# -- shorthands ---------------------------------------------------------------------------------
+# -- loading ------------------------------------------------------------------------------------
 
 
-def exp(field: str = "experiment_id", action: str = "read", **kw: bool) -> Need:
-    return Need("experiment", field, action, **kw)
+class RouteTableError(ValueError):
+    """routes.toml says something the gateway cannot serve; the message names the rule."""
 
 
-def exps(field: str = "experiment_ids", action: str = "read") -> Need:
-    return Need("experiment", field, action, many=True)
-
-
-def run(field: str = "run_id", action: str = "read", **kw: bool) -> Need:
-    return Need("run", field, action, **kw)
-
-
-def trace(field: str = "trace_id", action: str = "read", **kw: bool) -> Need:
-    return Need("trace", field, action, **kw)
-
-
-def lmodel(field: str = "model_id", action: str = "read", **kw: bool) -> Need:
-    return Need("logged_model", field, action, **kw)
-
-
-def dataset(field: str = "dataset_id", action: str = "read") -> Need:
-    return Need("dataset", field, action)
-
-
-def model(field: str = "name", action: str = "read") -> Need:
-    return Need("registered_model", field, action)
-
-
-def artifact(field: str = "artifact_path", action: str = "read") -> Need:
-    return Need("artifact", field, action)
-
-
-def lookup(kind: str, field: str, action: str) -> Need:
-    """A GenAI object keyed by its own id; MLflow is asked which experiment owns it."""
-    return Need(f"lookup:{kind}", field, action)
-
-
-def obj(name: str, action: str) -> Need:
-    """A fixed policy object, e.g. `ai_gateway:config` (admin-only unless a policy grants it)."""
-    return Need(f"object:{name}", None, action)
-
-
-def named(prefix: str, field: str, action: str) -> Need:
-    """A policy object named from a parameter, e.g. `mcp_server:<name>`."""
-    return Need(f"named:{prefix}", field, action)
-
-
-_RULES: list[RouteRule] = []
-
-
-def api(method: str, suffix: str, op: str, *needs: Need, **kw: object) -> None:
-    """A route served under both /api and /ajax-api."""
-    for prefix in ("/api", "/ajax-api"):
-        _RULES.append(RouteRule(method, prefix + suffix, op, tuple(needs), **kw))  # type: ignore[arg-type]
-
-
-def ajax(method: str, suffix: str, op: str, *needs: Need, **kw: object) -> None:
-    """A route MLflow serves only under /ajax-api (the UI's own calls)."""
-    _RULES.append(RouteRule(method, "/ajax-api" + suffix, op, tuple(needs), **kw))  # type: ignore[arg-type]
-
-
-def raw(method: str, path: str, op: str, *needs: Need, **kw: object) -> None:
-    _RULES.append(RouteRule(method, path, op, tuple(needs), **kw))  # type: ignore[arg-type]
-
-
-AUTHENTICATED: dict[str, object] = {"access": "authenticated"}
-REFUSED: dict[str, object] = {"access": "refused"}
-ADMIN: dict[str, object] = {"admin_only": True}
-
-# -- UI, metadata ---------------------------------------------------------------------------------
-raw("GET", "/", "UiIndex", **AUTHENTICATED, params="none")
-raw("GET", "/static-files/<path:path>", "UiStatic", **AUTHENTICATED, params="none")
-raw("GET", "/build/<path:filename>", "UiBuild", **AUTHENTICATED, params="none")
-raw("GET", "/health", "Health", **AUTHENTICATED, params="none")
-raw("GET", "/version", "Version", **AUTHENTICATED, params="none")
-api("GET", "/3.0/mlflow/server-info", "GetServerInfo", **AUTHENTICATED, params="none")
-ajax("GET", "/3.0/mlflow/ui-telemetry", "GetUiTelemetry", **AUTHENTICATED, params="none")
-ajax("POST", "/3.0/mlflow/ui-telemetry", "PostUiTelemetry", **AUTHENTICATED, params="none")
-
-# -- experiments ----------------------------------------------------------------------------------
-api(
-    "POST",
-    "/2.0/mlflow/experiments/create",
-    "CreateExperiment",
-    Need("experiment_name", "name", "create"),
-    Need("artifact_location", "artifact_location", "create", optional=True),
-    hook="experiment_created",
+_RULE_KEYS = frozenset(
+    {"operation", "routes", "needs", "access", "params", "filter", "hook", "admin_only", "note"}
 )
-api("GET", "/2.0/mlflow/experiments/get", "GetExperiment", exp())
-api(
-    "GET",
-    "/2.0/mlflow/experiments/get-by-name",
-    "GetExperimentByName",
-    Need("experiment_by_name", "experiment_name"),
-)
-for _m in ("GET", "POST"):
-    api(_m, "/2.0/mlflow/experiments/search", "SearchExperiments", filter="experiments")
-api("POST", "/2.0/mlflow/experiments/delete", "DeleteExperiment", exp(action="manage"))
-api("POST", "/2.0/mlflow/experiments/restore", "RestoreExperiment", exp(action="manage"))
-api(
-    "POST",
-    "/2.0/mlflow/experiments/update",
-    "UpdateExperiment",
-    exp(action="edit"),
-    Need("experiment_name", "new_name", "create", optional=True),
-    hook="experiment_renamed",
-)
-api("POST", "/2.0/mlflow/experiments/set-experiment-tag", "SetExperimentTag", exp(action="edit"))
-api(
-    "POST",
-    "/2.0/mlflow/experiments/delete-experiment-tag",
-    "DeleteExperimentTag",
-    exp(action="edit"),
-)
-# MLflow registers this one without the slash after 2.0, with a not-implemented handler.
-api("POST", "/2.0mlflow/experiments/search-datasets", "SearchDatasetsUnserved", exps())
-ajax("POST", "/2.0/mlflow/experiments/search-datasets", "SearchDatasets", exps())
+_NEED_KEYS = frozenset({"kind", "field", "action", "many", "optional", *SUBJECT_KEYS.values()})
 
-# -- runs -----------------------------------------------------------------------------------------
-# The hook remembers the new run's experiment: the run's first log call needs no lookup.
-api("POST", "/2.0/mlflow/runs/create", "CreateRun", exp(action="edit"), hook="run_created")
-ajax(
-    "POST",
-    "/2.0/mlflow/runs/create-promptlab-run",
-    "CreatePromptlabRun",
-    exp(action="edit"),
-)
-for _op, _suffix in (
-    ("UpdateRun", "update"),
-    ("DeleteRun", "delete"),
-    ("RestoreRun", "restore"),
-    ("LogMetric", "log-metric"),
-    ("LogParam", "log-parameter"),
-    ("SetTag", "set-tag"),
-    ("DeleteTag", "delete-tag"),
-    ("LogBatch", "log-batch"),
-    ("LogModel", "log-model"),
-):
-    api("POST", f"/2.0/mlflow/runs/{_suffix}", _op, run(action="edit"))
-for _op, _suffix in (("LogInputs", "log-inputs"), ("LogOutputs", "outputs")):
-    api(
-        "POST",
-        f"/2.0/mlflow/runs/{_suffix}",
-        _op,
-        run(action="edit"),
-        lmodel("models[].model_id", "read", many=True, optional=True),
-    )
-api("GET", "/2.0/mlflow/runs/get", "GetRun", run())
-api("POST", "/2.0/mlflow/runs/search", "SearchRuns", exps())
-api("GET", "/2.0/mlflow/metrics/get-history", "GetMetricHistory", run())
-api(
-    "GET",
-    "/2.0/mlflow/metrics/get-history-bulk-interval",
-    "GetMetricHistoryBulkInterval",
-    run("run_ids", many=True),
-)
-ajax(
-    "GET", "/2.0/mlflow/metrics/get-history-bulk", "GetMetricHistoryBulk", run("run_id", many=True)
-)
 
-# -- run artifacts (paths below a run) ------------------------------------------------------------
-api("GET", "/2.0/mlflow/artifacts/list", "ListArtifacts", run())
-api(
-    "POST",
-    "/2.0/mlflow/artifacts/presigned-upload-url",
-    "CreatePresignedUploadUrl",
-    run(action="edit", optional=True),
-    lmodel(action="edit", optional=True),
-)
-api(
-    "POST",
-    "/2.0/mlflow/artifacts/presigned-download-url",
-    "CreatePresignedDownloadUrl",
-    run(),
-)
-raw("GET", "/get-artifact", "GetArtifact", run(), params="query")
-ajax(
-    "POST", "/2.0/mlflow/upload-artifact", "UploadArtifact", run("run_uuid", "edit"), params="query"
-)
-for _v in ("2.0", "3.0"):
-    ajax(
-        "GET",
-        f"/{_v}/mlflow/get-trace-artifact",
-        "GetTraceArtifact",
-        trace("request_id"),
-        params="query",
+def _need(data: dict[str, Any]) -> Need:
+    if unknown := set(data) - _NEED_KEYS:
+        raise RouteTableError(f"unknown need keys {sorted(unknown)}")
+    kind = Kind(data["kind"])
+    subject_key = SUBJECT_KEYS.get(kind)
+    if subject_key and not isinstance(data.get(subject_key), str):
+        raise RouteTableError(f"a {kind} need names its {subject_key}")
+    extra = set(SUBJECT_KEYS.values()) & set(data) - {subject_key}
+    if extra:
+        raise RouteTableError(f"a {kind} need has no {sorted(extra)}")
+    action = data.get("action", "read")
+    if action not in ACTIONS:
+        raise RouteTableError(f"unknown action {action!r}")
+    return Need(
+        kind,
+        data.get("field"),
+        action,
+        bool(data.get("many", False)),
+        bool(data.get("optional", False)),
+        data.get(subject_key) if subject_key else None,
     )
 
-# -- proxied artifact store (mlflow-artifacts:/<experiment id>/...) -------------------------------
-_ART = "/2.0/mlflow-artifacts"
-api("GET", _ART + "/artifacts/{artifact_path:path}", "DownloadArtifact", artifact(), params="none")
-api(
-    "PUT",
-    _ART + "/artifacts/{artifact_path:path}",
-    "UploadArtifact",
-    artifact(action="edit"),
-    params="none",
-)
-# Flask registers the same two routes; the native FastAPI ones above shadow them in MLflow, and
-# they carry the same rule here so that whichever answers, the judgement is the same.
-api("GET", _ART + "/artifacts/<path:artifact_path>", "DownloadArtifact", artifact(), params="none")
-api(
-    "PUT",
-    _ART + "/artifacts/<path:artifact_path>",
-    "UploadArtifact",
-    artifact(action="edit"),
-    params="none",
-)
-api(
-    "DELETE",
-    _ART + "/artifacts/<path:artifact_path>",
-    "DeleteArtifact",
-    artifact(action="edit"),
-    params="none",
-)
-api("GET", _ART + "/artifacts", "ListArtifactsMlflowArtifacts", artifact("path"), params="query")
-for _op, _suffix in (
-    ("CreateMultipartUpload", "create"),
-    ("CompleteMultipartUpload", "complete"),
-    ("AbortMultipartUpload", "abort"),
-):
-    api(
-        "POST",
-        f"{_ART}/mpu/{_suffix}/<path:artifact_path>",
-        _op,
-        artifact(action="edit"),
-        params="none",
-    )
-api(
-    "GET",
-    _ART + "/presigned/<path:artifact_path>",
-    "GetPresignedDownloadUrl",
-    artifact(),
-    params="none",
-)
 
-# -- traces ---------------------------------------------------------------------------------------
-api("POST", "/2.0/mlflow/traces", "StartTrace", exp(action="edit"))
-api(
-    "POST",
-    "/3.0/mlflow/traces",
-    "StartTraceV3",
-    exp("trace.trace_info.trace_location.mlflow_experiment.experiment_id", "edit"),
-    # MLflow merges into an existing trace of that id, moving it: its owner must allow that.
-    Need("existing_trace", "trace.trace_info.trace_id", "edit", optional=True),
-    hook="trace_started",
-)
-raw(
-    "POST",
-    "/v1/traces",
-    "OtlpExportTraces",
-    exp("x-mlflow-experiment-id", "edit"),
-    run("x-mlflow-run-id", "edit", optional=True),
-    Need("otlp_traces", None, "edit"),
-    params="none",
-)
-api("PATCH", "/2.0/mlflow/traces/<request_id>", "EndTrace", trace("request_id", "edit"))
-api("GET", "/2.0/mlflow/traces/<request_id>/info", "GetTraceInfo", trace("request_id"))
-api("GET", "/3.0/mlflow/traces/<trace_id>", "GetTraceInfoV3", trace())
-api("GET", "/3.0/mlflow/traces/get", "GetTrace", trace())
-api("GET", "/2.0/mlflow/get-online-trace-details", "GetOnlineTraceDetails", trace())
-api(
-    "GET",
-    "/3.0/mlflow/traces/batchGet",
-    "BatchGetTraces",
-    trace("trace_ids", many=True),
-)
-api(
-    "POST",
-    "/3.0/mlflow/traces/batchGetInfos",
-    "BatchGetTraceInfos",
-    trace("trace_ids", many=True),
-)
-api("GET", "/2.0/mlflow/traces", "SearchTraces", exps())
-api(
-    "POST",
-    "/3.0/mlflow/traces/search",
-    "SearchTracesV3",
-    exps("locations[].mlflow_experiment.experiment_id"),
-)
-api(
-    "GET",
-    "/2.0/mlflow/unified-traces",
-    "SearchUnifiedTraces",
-    exps(),
-    lmodel(optional=True),
-)
-for _v, _key in (("2.0", "request_id"), ("3.0", "trace_id")):
-    api("PATCH", f"/{_v}/mlflow/traces/<{_key}>/tags", "SetTraceTag", trace(_key, "edit"))
-    api("DELETE", f"/{_v}/mlflow/traces/<{_key}>/tags", "DeleteTraceTag", trace(_key, "edit"))
-api(
-    "POST",
-    "/2.0/mlflow/traces/link-to-run",
-    "LinkTracesToRun",
-    run(action="edit"),
-    trace("trace_ids", "edit", many=True),
-)
-api(
-    "POST",
-    "/2.0/mlflow/traces/link-prompts",
-    "LinkPromptsToTrace",
-    trace(action="edit"),
-    model("prompt_versions[].name", "read"),
-)
-for _v in ("2.0", "3.0"):
-    api(
-        "POST",
-        f"/{_v}/mlflow/traces/delete-traces",
-        "DeleteTraces",
-        exp(action="edit"),
-        trace("request_ids", "edit", many=True, optional=True),
-    )
-api(
-    "POST",
-    "/3.0/mlflow/traces/calculate-filter-correlation",
-    "CalculateTraceFilterCorrelation",
-    exps(),
-)
-api("POST", "/3.0/mlflow/traces/metrics", "QueryTraceMetrics", exps())
-api("GET", "/3.0/mlflow/traces/<trace_id>/assessments/<assessment_id>", "GetAssessment", trace())
-api("POST", "/3.0/mlflow/traces/<trace_id>/assessments", "CreateAssessment", trace(action="edit"))
-api(
-    "PATCH",
-    "/3.0/mlflow/traces/<trace_id>/assessments/<assessment_id>",
-    "UpdateAssessment",
-    trace(action="edit"),
-)
-api(
-    "DELETE",
-    "/3.0/mlflow/traces/<trace_id>/assessments/<assessment_id>",
-    "DeleteAssessment",
-    trace(action="edit"),
-)
+def _rules(entry: dict[str, Any]) -> list[RouteRule]:
+    if unknown := set(entry) - _RULE_KEYS:
+        raise RouteTableError(f"unknown keys {sorted(unknown)}")
+    needs = tuple(_need(n) for n in entry.get("needs", []))
+    rules = []
+    for route in entry["routes"]:
+        method, _, template = route.partition(" ")
+        if method not in ("GET", "POST", "PUT", "PATCH", "DELETE") or not template.startswith("/"):
+            raise RouteTableError(f"a route is 'METHOD /path', not {route!r}")
+        rules.append(
+            RouteRule(
+                method,
+                template,
+                entry["operation"],
+                needs,
+                Access(entry.get("access", "policy")),
+                ParamSource(entry.get("params", "mlflow")),
+                Search(entry["filter"]) if "filter" in entry else None,
+                Hook(entry["hook"]) if "hook" in entry else None,
+                bool(entry.get("admin_only", False)),
+            )
+        )
+    return rules
 
-# -- logged models (MLflow 3) ---------------------------------------------------------------------
-# The hook remembers the new model's experiment: logging its files and outputs needs no lookup.
-api(
-    "POST",
-    "/2.0/mlflow/logged-models",
-    "CreateLoggedModel",
-    exp(action="edit"),
-    run("source_run_id", optional=True),
-    hook="logged_model_created",
-)
-api("GET", "/2.0/mlflow/logged-models/<model_id>", "GetLoggedModel", lmodel())
-api("PATCH", "/2.0/mlflow/logged-models/<model_id>", "FinalizeLoggedModel", lmodel(action="edit"))
-api("DELETE", "/2.0/mlflow/logged-models/<model_id>", "DeleteLoggedModel", lmodel(action="edit"))
-api("POST", "/2.0/mlflow/logged-models/search", "SearchLoggedModels", exps())
-api(
-    "PATCH",
-    "/2.0/mlflow/logged-models/<model_id>/tags",
-    "SetLoggedModelTags",
-    lmodel(action="edit"),
-)
-api(
-    "DELETE",
-    "/2.0/mlflow/logged-models/<model_id>/tags/<tag_key>",
-    "DeleteLoggedModelTag",
-    lmodel(action="edit"),
-)
-api(
-    "POST",
-    "/2.0/mlflow/logged-models/<model_id>/params",
-    "LogLoggedModelParams",
-    lmodel(action="edit"),
-)
-api(
-    "GET",
-    "/2.0/mlflow/logged-models/<model_id>/artifacts/directories",
-    "ListLoggedModelArtifacts",
-    lmodel(),
-)
-ajax(
-    "GET",
-    "/2.0/mlflow/logged-models/<model_id>/artifacts/files",
-    "GetLoggedModelArtifact",
-    lmodel(),
-)
 
-# -- model registry (prompts are registered models too) -------------------------------------------
-_RM = "/2.0/mlflow/registered-models"
-_MV = "/2.0/mlflow/model-versions"
-api("POST", _RM + "/create", "CreateRegisteredModel", model(action="create"), hook="model_created")
-api(
-    "POST",
-    _RM + "/rename",
-    "RenameRegisteredModel",
-    model(action="manage"),
-    model("new_name", "create"),
-    hook="model_renamed",
-)
-api("PATCH", _RM + "/update", "UpdateRegisteredModel", model(action="edit"))
-api(
-    "DELETE", _RM + "/delete", "DeleteRegisteredModel", model(action="manage"), hook="model_deleted"
-)
-api("GET", _RM + "/get", "GetRegisteredModel", model())
-api("GET", _RM + "/search", "SearchRegisteredModels", filter="registered_models")
-for _m in ("GET", "POST"):
-    api(_m, _RM + "/get-latest-versions", "GetLatestVersions", model())
-api("POST", _RM + "/set-tag", "SetRegisteredModelTag", model(action="edit"))
-api("DELETE", _RM + "/delete-tag", "DeleteRegisteredModelTag", model(action="edit"))
-api("POST", _RM + "/alias", "SetRegisteredModelAlias", model(action="alias"))
-api("DELETE", _RM + "/alias", "DeleteRegisteredModelAlias", model(action="alias"))
-api("GET", _RM + "/alias", "GetModelVersionByAlias", model())
-api(
-    "POST",
-    _MV + "/create",
-    "CreateModelVersion",
-    model(action="edit"),
-    run(optional=True),
-    lmodel(optional=True),
-    Need("model_source", "source", "read", optional=True),
-    hook="version_created",
-)
-api("PATCH", _MV + "/update", "UpdateModelVersion", model(action="edit"))
-api("POST", _MV + "/transition-stage", "TransitionModelVersionStage", model(action="stage"))
-api("DELETE", _MV + "/delete", "DeleteModelVersion", model(action="manage"), hook="version_deleted")
-api("GET", _MV + "/get", "GetModelVersion", model())
-api("GET", _MV + "/search", "SearchModelVersions", filter="model_versions")
-api("GET", _MV + "/get-download-uri", "GetModelVersionDownloadUri", model())
-api("POST", _MV + "/set-tag", "SetModelVersionTag", model(action="edit"))
-api("DELETE", _MV + "/delete-tag", "DeleteModelVersionTag", model(action="edit"))
-raw("GET", "/model-versions/get-artifact", "GetModelVersionArtifact", model(), params="query")
+def load_rules(path: Path = ROUTES_FILE) -> tuple[RouteRule, ...]:
+    """Every rule of the file, or RouteTableError naming the first one it cannot serve."""
+    with path.open("rb") as file:
+        data = tomllib.load(file)
+    rules: list[RouteRule] = []
+    seen: dict[tuple[str, str], str] = {}
+    for index, entry in enumerate(data.get("rule", []), start=1):
+        name = entry.get("operation", f"rule #{index}")
+        try:
+            for rule in _rules(entry):
+                key = (rule.method, rule.template)
+                if key in seen:
+                    raise RouteTableError(f"{rule.method} {rule.template} is also {seen[key]}")
+                seen[key] = name
+                rules.append(rule)
+        except (KeyError, ValueError) as exc:
+            raise RouteTableError(f"{path.name}, {name}: {exc}") from None
+    return tuple(rules)
 
-# -- datasets -------------------------------------------------------------------------------------
-_DS = "/3.0/mlflow/datasets"
-api("POST", _DS + "/create", "CreateDataset", exps(action="edit"))
-api("GET", _DS + "/<dataset_id>", "GetDataset", dataset())
-api("DELETE", _DS + "/<dataset_id>", "DeleteDataset", dataset(action="edit"))
-for _m in ("GET", "POST"):
-    api(_m, _DS + "/search", "SearchEvaluationDatasets", exps())
-api("PATCH", _DS + "/<dataset_id>/tags", "SetDatasetTags", dataset(action="edit"))
-api("DELETE", _DS + "/<dataset_id>/tags/<key>", "DeleteDatasetTag", dataset(action="edit"))
-api("POST", _DS + "/<dataset_id>/records", "UpsertDatasetRecords", dataset(action="edit"))
-api("GET", _DS + "/<dataset_id>/records", "GetDatasetRecords", dataset())
-api("DELETE", _DS + "/<dataset_id>/records", "DeleteDatasetRecords", dataset(action="edit"))
-api("GET", _DS + "/<dataset_id>/experiment-ids", "GetDatasetExperimentIds", dataset())
-api(
-    "POST",
-    _DS + "/<dataset_id>/add-experiments",
-    "AddDatasetToExperiments",
-    dataset(action="edit"),
-    exps(action="edit"),
-    hook="dataset_changed",
-)
-api(
-    "POST",
-    _DS + "/<dataset_id>/remove-experiments",
-    "RemoveDatasetFromExperiments",
-    dataset(action="edit"),
-    hook="dataset_changed",
-)
 
-# -- GenAI objects inside an experiment ------------------------------------------------------------
-api("POST", "/3.0/mlflow/scorers/register", "RegisterScorer", exp(action="edit"))
-api("GET", "/3.0/mlflow/scorers/list", "ListScorers", exp())
-api("GET", "/3.0/mlflow/scorers/versions", "ListScorerVersions", exp())
-api("GET", "/3.0/mlflow/scorers/get", "GetScorer", exp())
-api("DELETE", "/3.0/mlflow/scorers/delete", "DeleteScorer", exp(action="edit"))
-api(
-    "GET",
-    "/3.0/mlflow/scorers/online-configs",
-    "GetOnlineScoringConfigs",
-    lookup("scorer", "scorer_ids", "read"),
-    **ADMIN,
-)
-api("PUT", "/3.0/mlflow/scorers/online-config", "UpsertOnlineScoringConfig", exp(action="edit"))
-ajax("POST", "/3.0/mlflow/scorer/invoke", "InvokeScorer", exp(action="edit"), params="json")
-ajax(
-    "POST",
-    "/3.0/mlflow/genai/evaluate/invoke",
-    "InvokeEvaluation",
-    exp(action="edit"),
-    params="json",
-)
-api("POST", "/3.0/mlflow/issues", "CreateIssue", exp(action="edit"))
-api("PATCH", "/3.0/mlflow/issues/<issue_id>", "UpdateIssue", lookup("issue", "issue_id", "edit"))
-api("GET", "/3.0/mlflow/issues/<issue_id>", "GetIssue", lookup("issue", "issue_id", "read"))
-api("POST", "/3.0/mlflow/issues/search", "SearchIssues", exp())
-ajax("POST", "/3.0/mlflow/issues/invoke", "InvokeIssueDetection", exp(action="edit"), params="json")
-_LS = "/3.0/mlflow/label-schemas"
-api("POST", _LS + "/create", "CreateLabelSchema", exp(action="manage"))
-api("GET", _LS + "/get", "GetLabelSchema", lookup("label_schema", "schema_id", "read"))
-api("GET", _LS + "/get-by-name", "GetLabelSchemaByName", exp())
-api("GET", _LS + "/list", "ListLabelSchemas", exp())
-api("PATCH", _LS + "/update", "UpdateLabelSchema", lookup("label_schema", "schema_id", "manage"))
-api("DELETE", _LS + "/delete", "DeleteLabelSchema", lookup("label_schema", "schema_id", "manage"))
-_RQ = "/3.0/mlflow/review-queues"
-api("POST", _RQ + "/create", "CreateReviewQueue", exp(action="edit"))
-api("POST", _RQ + "/get-or-create-user", "GetOrCreateUserReviewQueue", exp(action="edit"))
-api("GET", _RQ + "/get", "GetReviewQueue", lookup("review_queue", "queue_id", "read"))
-api("GET", _RQ + "/get-by-name", "GetReviewQueueByName", exp())
-api("GET", _RQ + "/list", "ListReviewQueues", exp())
-api("POST", _RQ + "/update", "UpdateReviewQueue", lookup("review_queue", "queue_id", "edit"))
-api("POST", _RQ + "/delete", "DeleteReviewQueue", lookup("review_queue", "queue_id", "edit"))
-for _op, _suffix in (
-    ("AddReviewQueueItems", "add"),
-    ("RemoveReviewQueueItems", "remove"),
-    ("SetReviewQueueItemStatus", "set-status"),
-):
-    api(
-        "POST",
-        f"{_RQ}/items/{_suffix}",
-        _op,
-        lookup("review_queue", "queue_id", "edit"),
-    )
-api("GET", _RQ + "/items/list", "ListReviewQueueItems", lookup("review_queue", "queue_id", "read"))
-_PO = "/3.0/mlflow/prompt-optimization/jobs"
-api(
-    "POST",
-    _PO,
-    "CreatePromptOptimizationJob",
-    exp(action="edit"),
-    Need("prompt_uri", "source_prompt_uri", "read"),
-)
-api("GET", _PO + "/<job_id>", "GetPromptOptimizationJob", lookup("prompt_job", "job_id", "read"))
-for _m in ("GET", "POST"):
-    api(_m, _PO + "/search", "SearchPromptOptimizationJobs", exp())
-api(
-    "POST",
-    _PO + "/<job_id>/cancel",
-    "CancelPromptOptimizationJob",
-    lookup("prompt_job", "job_id", "edit"),
-)
-api(
-    "DELETE",
-    _PO + "/<job_id>",
-    "DeletePromptOptimizationJob",
-    lookup("prompt_job", "job_id", "edit"),
-)
+RULES: tuple[RouteRule, ...] = load_rules()
 
-# -- admin-type features: admin-only by default, grantable by policy ------------------------------
-_GW = "/3.0/mlflow/gateway"
-for _m, _suffix, _op, _act in (
-    ("POST", "/secrets/create", "CreateGatewaySecret", "manage"),
-    ("GET", "/secrets/get", "GetGatewaySecret", "read"),
-    ("POST", "/secrets/update", "UpdateGatewaySecret", "manage"),
-    ("DELETE", "/secrets/delete", "DeleteGatewaySecret", "manage"),
-    ("GET", "/secrets/list", "ListGatewaySecrets", "read"),
-    ("POST", "/endpoints/create", "CreateGatewayEndpoint", "manage"),
-    ("GET", "/endpoints/get", "GetGatewayEndpoint", "read"),
-    ("POST", "/endpoints/update", "UpdateGatewayEndpoint", "manage"),
-    ("DELETE", "/endpoints/delete", "DeleteGatewayEndpoint", "manage"),
-    ("GET", "/endpoints/list", "ListGatewayEndpoints", "read"),
-    ("POST", "/model-definitions/create", "CreateGatewayModelDefinition", "manage"),
-    ("GET", "/model-definitions/get", "GetGatewayModelDefinition", "read"),
-    ("GET", "/model-definitions/list", "ListGatewayModelDefinitions", "read"),
-    ("POST", "/model-definitions/update", "UpdateGatewayModelDefinition", "manage"),
-    ("DELETE", "/model-definitions/delete", "DeleteGatewayModelDefinition", "manage"),
-    ("POST", "/endpoints/models/attach", "AttachModelToGatewayEndpoint", "manage"),
-    ("POST", "/endpoints/models/detach", "DetachModelFromGatewayEndpoint", "manage"),
-    ("POST", "/endpoints/bindings/create", "CreateGatewayEndpointBinding", "manage"),
-    ("DELETE", "/endpoints/bindings/delete", "DeleteGatewayEndpointBinding", "manage"),
-    ("GET", "/endpoints/bindings/list", "ListGatewayEndpointBindings", "read"),
-    ("POST", "/endpoints/set-tag", "SetGatewayEndpointTag", "manage"),
-    ("DELETE", "/endpoints/delete-tag", "DeleteGatewayEndpointTag", "manage"),
-    ("POST", "/budgets/create", "CreateGatewayBudgetPolicy", "manage"),
-    ("GET", "/budgets/get", "GetGatewayBudgetPolicy", "read"),
-    ("POST", "/budgets/update", "UpdateGatewayBudgetPolicy", "manage"),
-    ("DELETE", "/budgets/delete", "DeleteGatewayBudgetPolicy", "manage"),
-    ("GET", "/budgets/list", "ListGatewayBudgetPolicies", "read"),
-    ("GET", "/budgets/windows", "ListGatewayBudgetWindows", "read"),
-    ("POST", "/guardrails/create", "CreateGatewayGuardrail", "manage"),
-    ("GET", "/guardrails/get", "GetGatewayGuardrail", "read"),
-    ("DELETE", "/guardrails/delete", "DeleteGatewayGuardrail", "manage"),
-    ("GET", "/guardrails/list", "ListGatewayGuardrails", "read"),
-    ("POST", "/guardrails/add-to-endpoint", "AddGuardrailToEndpoint", "manage"),
-    ("DELETE", "/guardrails/remove-from-endpoint", "RemoveGuardrailFromEndpoint", "manage"),
-    ("GET", "/guardrails/list-for-endpoint", "ListGuardrailsForEndpoint", "read"),
-    ("PATCH", "/guardrails/update-config", "UpdateGuardrailConfig", "manage"),
-):
-    api(_m, _GW + _suffix, _op, obj("ai_gateway:config", _act), params="none")
-for _suffix, _op in (
-    ("/supported-providers", "ListSupportedProviders"),
-    ("/supported-models", "ListSupportedModels"),
-    ("/provider-config", "GetProviderConfig"),
-    ("/secrets/config", "GetSecretsConfig"),
-):
-    ajax("GET", _GW + _suffix, _op, obj("ai_gateway:config", "read"), params="none")
-for _m in ("GET", "POST"):
-    ajax(
-        _m,
-        "/2.0/mlflow/gateway-proxy",
-        "GatewayProxy",
-        obj("ai_gateway:endpoints", "use"),
-        params="none",
-    )
-raw(
-    "POST",
-    "/gateway/{endpoint_name}/mlflow/invocations",
-    "InvokeGatewayEndpoint",
-    named("ai_gateway_endpoint:", "endpoint_name", "use"),
-    params="none",
-)
-for _path in (
-    "/gateway/gemini/v1beta/models/{endpoint_name}:generateContent",
-    "/gateway/gemini/v1beta/models/{endpoint_name}:streamGenerateContent",
-    "/gateway/proxy/{endpoint_name}/{path:path}",
-):
-    raw(
-        "POST",
-        _path,
-        "InvokeGatewayEndpoint",
-        named("ai_gateway_endpoint:", "endpoint_name", "use"),
-        params="none",
-    )
-for _path in (
-    "/gateway/mlflow/v1/chat/completions",
-    "/gateway/openai/v1/chat/completions",
-    "/gateway/openai/v1/embeddings",
-    "/gateway/typesafe/v1/systemone",
-    "/gateway/openai/v1/responses",
-    "/gateway/openai/v1/responses/compact",
-    "/gateway/anthropic/v1/messages",
-):
-    raw(
-        "POST",
-        _path,
-        "InvokeGatewayEndpoint",
-        named("ai_gateway_endpoint:", "model", "use"),
-        params="json",
-    )
-raw("GET", "/gateway/mlflow/v1/models", "ListGatewayModels", obj("ai_gateway:config", "read"))
 
-_MCP = "/3.0/mlflow/mcp-servers"
-api("POST", _MCP, "CreateMcpServer", named("mcp_server:", "name", "manage"), params="json")
-api("GET", _MCP, "SearchMcpServers", obj("mcp_server:*", "read"), params="none")
-api("GET", _MCP + "/endpoints", "SearchMcpEndpoints", obj("mcp_server:*", "read"), params="none")
-for _m, _suffix, _op, _act in (
-    ("POST", "/versions/{version:path}/tags", "SetMcpServerVersionTag", "edit"),
-    ("DELETE", "/versions/{version:path}/tags/{key:path}", "DeleteMcpServerVersionTag", "edit"),
-    ("GET", "/versions/{version:path}", "GetMcpServerVersion", "read"),
-    ("PATCH", "/versions/{version:path}", "UpdateMcpServerVersion", "edit"),
-    ("DELETE", "/versions/{version:path}", "DeleteMcpServerVersion", "manage"),
-    ("POST", "/versions", "CreateMcpServerVersion", "edit"),
-    ("GET", "/versions", "ListMcpServerVersions", "read"),
-    ("POST", "/endpoints", "CreateMcpEndpoint", "edit"),
-    ("GET", "/endpoints/{endpoint_id}", "GetMcpEndpoint", "read"),
-    ("PATCH", "/endpoints/{endpoint_id}", "UpdateMcpEndpoint", "edit"),
-    ("DELETE", "/endpoints/{endpoint_id}", "DeleteMcpEndpoint", "manage"),
-    ("GET", "/endpoints", "ListMcpServerEndpoints", "read"),
-    ("POST", "/tags", "SetMcpServerTag", "edit"),
-    ("DELETE", "/tags/{key:path}", "DeleteMcpServerTag", "edit"),
-    ("POST", "/aliases", "SetMcpServerAlias", "edit"),
-    ("GET", "/aliases/{alias:path}", "GetMcpServerAlias", "read"),
-    ("DELETE", "/aliases/{alias:path}", "DeleteMcpServerAlias", "edit"),
-    ("GET", "", "GetMcpServer", "read"),
-    ("PATCH", "", "UpdateMcpServer", "edit"),
-    ("DELETE", "", "DeleteMcpServer", "manage"),
-):
-    api(
-        _m,
-        _MCP + "/{name:path}" + _suffix,
-        _op,
-        named("mcp_server:", "name", _act),
-        params="none",
-    )
-
-_WS = "/3.0/mlflow/workspaces"
-api("GET", _WS, "ListWorkspaces", obj("workspace:*", "read"), params="none")
-api("POST", _WS, "CreateWorkspace", named("workspace:", "name", "manage"), params="json")
-api("GET", _WS + "/<workspace_name>", "GetWorkspace", named("workspace:", "workspace_name", "read"))
-for _m, _op in (("PATCH", "UpdateWorkspace"), ("DELETE", "DeleteWorkspace")):
-    api(_m, _WS + "/<workspace_name>", _op, named("workspace:", "workspace_name", "manage"))
-
-_WH = "/2.0/mlflow/webhooks"
-for _m, _suffix, _op in (
-    ("POST", "", "CreateWebhook"),
-    ("GET", "", "ListWebhooks"),
-    ("GET", "/<webhook_id>", "GetWebhook"),
-    ("PATCH", "/<webhook_id>", "UpdateWebhook"),
-    ("DELETE", "/<webhook_id>", "DeleteWebhook"),
-    ("POST", "/<webhook_id>/test", "TestWebhook"),
-):
-    api(_m, _WH + _suffix, _op, obj("webhook:*", "manage"), params="none")
-
-for _v in ("/3.0/jobs", "/3.0/mlflow/jobs"):
-    _id = "{job_id}" if _v == "/3.0/jobs" else "<job_id>"
-    ajax("GET", f"{_v}/{_id}", "GetJob", obj("job:*", "read"), params="none")
-    ajax("PATCH", f"{_v}/cancel/{_id}", "CancelJob", obj("job:*", "manage"), params="none")
-ajax("POST", "/3.0/jobs/", "SubmitJob", obj("job:*", "manage"), params="none")
-ajax("POST", "/3.0/jobs/search", "SearchJobs", obj("job:*", "read"), params="none")
-ajax("POST", "/3.0/mlflow/demo/generate", "GenerateDemoData", obj("demo:*", "manage"))
-ajax("POST", "/3.0/mlflow/demo/delete", "DeleteDemoData", obj("demo:*", "manage"))
-
-# -- refused: MLflow trusts loopback for the assistant, and every request from us is loopback -----
-for _m, _suffix in (
-    ("POST", "/message"),
-    ("GET", "/sessions/{session_id}/stream"),
-    ("PATCH", "/sessions/{session_id}"),
-    ("POST", "/sessions/{session_id}/permission"),
-    ("POST", "/sessions/{session_id}/tool-result"),
-    ("GET", "/providers/{provider}/health"),
-    ("GET", "/providers"),
-    ("GET", "/config"),
-    ("PUT", "/config"),
-    ("POST", "/skills/install"),
-    ("GET", "/providers/{provider}/models"),
-):
-    ajax(_m, "/3.0/mlflow/assistant" + _suffix, "Assistant", **REFUSED, params="none")
-
-# -- GraphQL: parsed and judged field by field ----------------------------------------------------
-# MLflow's /graphql reads the JSON body for GET and POST alike.
-for _m in ("GET", "POST"):
-    raw(_m, "/graphql", "GraphQL", Need("graphql"), params="json")
-
-RULES: tuple[RouteRule, ...] = tuple(_RULES)
+# -- matching -----------------------------------------------------------------------------------
 
 
 def _specificity(rule: RouteRule) -> tuple[int, int]:

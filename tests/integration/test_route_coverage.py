@@ -168,8 +168,8 @@ def _value(need: Need, world: World) -> Any:
     }
     if kind in values:
         value = values[kind]
-    elif kind.startswith("lookup:"):
-        lookup = kind.removeprefix("lookup:")
+    elif kind == "lookup":
+        lookup = need.subject or ""
         value = world.lookups.get(lookup, f"{lookup}-{secrets.token_hex(4)}")
     else:
         value = "cov-object"
@@ -284,7 +284,7 @@ def world(gw: Gateway) -> World:
 
 
 def _nonexistent_lookup(rule: RouteRule) -> bool:
-    return any(n.kind == "lookup:prompt_job" for n in rule.needs)
+    return any(n.kind == "lookup" and n.subject == "prompt_job" for n in rule.needs)
 
 
 ORDERED = sorted(RULES, key=_destructive)
