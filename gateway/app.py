@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway import paths
 from gateway.admin.api import AdminApi
 from gateway.admin.endpoints import add_routes
 from gateway.admin.openapi import openapi_handler
@@ -65,7 +66,6 @@ from gateway.workspaces import warn_if_enabled
 if TYPE_CHECKING:
     from gateway.authn.oidc import OidcClient
 
-GATEWAY_PREFIX = "/.gateway/"
 STATIC_DIR = Path(__file__).with_name("static")
 SHIPPED_POLICY = Path(__file__).with_name("policy_files") / "bootstrap.csv"
 
@@ -258,20 +258,20 @@ def create_app(settings: Settings) -> web.Application:
         settings.oidc_display_name,
         audit,
     )
-    app.router.add_get(GATEWAY_PREFIX + "healthz", observability.healthz)
-    app.router.add_get(GATEWAY_PREFIX + "readyz", observability.readyz)
-    app.router.add_get(GATEWAY_PREFIX + "metrics", observability.metrics_page)
+    app.router.add_get(paths.HEALTHZ, observability.healthz)
+    app.router.add_get(paths.READYZ, observability.readyz)
+    app.router.add_get(paths.METRICS, observability.metrics_page)
     app.router.add_routes(pages.routes())
     admin_api = AdminApi(AdminService(users, tokens, app[ENFORCER], audit), resolver)
     endpoints = admin_api.endpoints() + AuditApi(redis).endpoints()
     app.router.add_get(
-        GATEWAY_PREFIX + "api/openapi.json",
+        paths.OPENAPI,
         openapi_handler(endpoints, settings.effective_public_url, authenticator.session_cookie),
     )
     add_routes(app, endpoints, app[ENFORCER])
     app.router.add_routes(Console(admin_api, redis, settings.effective_public_url).routes())
-    app.router.add_static(GATEWAY_PREFIX + "static/", STATIC_DIR)
-    app.router.add_route("*", "/.gateway/{tail:.*}", _gateway_not_found)
+    app.router.add_static(paths.STATIC, STATIC_DIR)
+    app.router.add_route("*", paths.PREFIX + "{tail:.*}", _gateway_not_found)
     pipeline = MlflowPipeline(app[AUTHORIZER], app[PROXY], app[SEARCH], app[HOOKS])
     app.router.add_route("*", "/{tail:.*}", pipeline.handle)
     return app

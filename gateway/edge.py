@@ -15,12 +15,11 @@ from aiohttp import web
 
 from gateway.config import IPNetwork
 from gateway.context import REQUEST_CONTEXT, RequestContext, context_of
-from gateway.errors import BAD_REQUEST, mlflow_error
+from gateway.errors import BAD_REQUEST
+from gateway.paths import REQUEST_ID_HEADER
+from gateway.refusals import Refused
 from gateway.target import BadTarget, parse_target
 
-REQUEST_ID_HEADER = "X-Request-Id"
-# Says who refused: the gateway, not MLflow (clients and tests can tell the two apart).
-REFUSED_HEADER = "X-Gateway-Refused"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -103,11 +102,8 @@ def target_guard_middleware() -> Callable[..., Awaitable[web.StreamResponse]]:
         ctx = context_of(request)
         if ctx.target is None:
             ctx.authz_refusal = f"request target refused: {ctx.target_refusal}"
-            return mlflow_error(
-                BAD_REQUEST,
-                f"Bad request target: {ctx.target_refusal}.",
-                headers={REFUSED_HEADER: "target"},
-            )
+            message = f"Bad request target: {ctx.target_refusal}."
+            return Refused(BAD_REQUEST, message, ctx.authz_refusal, stage="target").response()
         return await handler(request)
 
     return target_guard

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import generate_latest
 
 from gateway.context import context_of
+from gateway.paths import PREFIX
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # A check raises when its dependency is not ready; it may return a detail (e.g. a warning).
@@ -103,7 +104,7 @@ class Metrics:
 
 def route_class(path: str) -> str:
     """A coarse, bounded label for metrics: never the raw path (unbounded cardinality)."""
-    if path.startswith("/.gateway/"):
+    if path.startswith(PREFIX):
         return "gateway"
     for prefix, label in (
         ("/api/2.0/mlflow-artifacts/", "artifacts"),

@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.paths import PREFIX
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -36,10 +38,10 @@ def page_headers_middleware(
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            if request.path.startswith("/.gateway/"):
+            if request.path.startswith(PREFIX):
                 _apply(exc, policy)
             raise
-        if request.path.startswith("/.gateway/") and not response.prepared:
+        if request.path.startswith(PREFIX) and not response.prepared:
             _apply(response, policy)
         return response
 

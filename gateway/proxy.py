@@ -17,8 +17,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.context import RequestContext, context_of
-from gateway.edge import REQUEST_ID_HEADER
 from gateway.errors import BAD_GATEWAY, UPSTREAM_TIMEOUT, mlflow_error
+from gateway.paths import REQUEST_ID_HEADER
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-BAR_TAG = b'<script defer src="/.gateway/static/bar.js"></script>'
+from gateway.paths import STATIC
+
+BAR_TAG = f'<script defer src="{STATIC}bar.js"></script>'.encode()
 UI_OPERATION = "UiIndex"
 
 

@@ -14,13 +14,14 @@ from gateway.authn.principal import Principal
 from gateway.authz.canonical import camel
 from gateway.context import RequestContext, context_of
 from gateway.errors import UNAVAILABLE, mlflow_error
+from gateway.paths import PROBES, STATIC
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Probes and the gateway's own stylesheet and script would drown the trail in noise; they change
 # nothing and reveal nothing.
-UNAUDITED = frozenset({"/.gateway/healthz", "/.gateway/readyz", "/.gateway/metrics"})
-UNAUDITED_PREFIX = "/.gateway/static/"
+UNAUDITED = PROBES
+UNAUDITED_PREFIX = STATIC
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from gateway import paths
 from gateway.authn.authenticator import Authenticator, AuthFailure
 from gateway.authn.csrf import SAFE_METHODS, cross_site, same_origin
 from gateway.context import context_of
@@ -22,19 +23,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Reachable without signing in: probes, metrics, and the sign-in flow itself.
 PUBLIC_PATHS = frozenset(
     {
-        "/.gateway/healthz",
-        "/.gateway/readyz",
-        "/.gateway/metrics",
-        "/.gateway/login",
-        "/.gateway/login/sso",
-        "/.gateway/callback",
-        "/.gateway/logout",
-        "/.gateway/api/openapi.json",
+        *paths.PROBES,
+        paths.LOGIN,
+        paths.LOGIN_SSO,
+        paths.CALLBACK,
+        paths.LOGOUT,
+        paths.OPENAPI,
     }
 )
-PUBLIC_PREFIXES = ("/.gateway/static/",)
+PUBLIC_PREFIXES = (paths.STATIC,)
 CHALLENGE = 'Bearer realm="mlflow-gateway", Basic realm="mlflow-gateway", charset="UTF-8"'
-LOGIN_PATH = "/.gateway/login"
+LOGIN_PATH = paths.LOGIN
 
 
 def is_public(path: str) -> bool:
@@ -50,7 +49,7 @@ def login_redirect(request: web.Request) -> web.HTTPFound:
 
 
 def _refusal(failure: AuthFailure) -> web.Response:
-    headers = {"WWW-Authenticate": CHALLENGE, "X-Gateway-Refused": "authentication"}
+    headers = {"WWW-Authenticate": CHALLENGE, paths.REFUSED_HEADER: "authentication"}
     if failure.retry_after is not None:
         headers["Retry-After"] = str(failure.retry_after)
         return web.json_response(
@@ -96,7 +95,7 @@ def authn_middleware(
                 PERMISSION_DENIED,
                 "Cross-origin request refused: changes made with a browser's session or "
                 "saved password must come from this site's own pages.",
-                headers={"X-Gateway-Refused": "authentication"},
+                headers={paths.REFUSED_HEADER: "authentication"},
             )
         return await handler(request)
 

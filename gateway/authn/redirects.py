@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from gateway.paths import CALLBACK, LOGIN
+
 DEFAULT_TARGET = "/"
 
 
@@ -18,6 +20,6 @@ def safe_next(candidate: str | None) -> str:
     parts = urlsplit(candidate)
     if parts.scheme or parts.netloc or not candidate.startswith("/") or candidate.startswith("//"):
         return DEFAULT_TARGET
-    if candidate.startswith("/.gateway/login") or candidate.startswith("/.gateway/callback"):
+    if candidate.startswith((LOGIN, CALLBACK)):
         return DEFAULT_TARGET
     return candidate
