@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import paths
 from gateway.admin.api import AdminApi
+from gateway.admin.audit_api import AuditApi
 from gateway.admin.endpoints import add_routes
 from gateway.admin.openapi import openapi_handler
 from gateway.admin.service import AdminService
 from gateway.admin.ui import Console
-from gateway.audit.api import AuditApi
 from gateway.audit.record import audit_middleware, security_event
 from gateway.audit.writer import AuditWriter, new_instance_id
 from gateway.authn.authenticator import (

@@ -7,19 +7,32 @@ the fix, so an operator never plays whack-a-mole with a stack trace.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from gateway.config_values import (
+    IPNetwork,
+    parse_algorithms,
+    parse_bool,
+    parse_database_url,
+    parse_http_url,
+    parse_list,
+    parse_list_lower,
+    parse_log_level,
+    parse_networks,
+    parse_port,
+    parse_positive_float,
+    parse_redis_url,
+    parse_seconds,
+)
+from gateway.tls import tls_problems
+
 PREFIX = "GATEWAY_"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(Exception):
@@ -28,92 +41,6 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
-
-
-def _parse_bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError("expected true or false")
-
-
-def _parse_port(raw: str) -> int:
-    port = int(raw)
-    if not 0 < port < 65536:
-        raise ValueError("expected a TCP port between 1 and 65535")
-    return port
-
-
-def _parse_positive_float(raw: str) -> float:
-    value = float(raw)
-    if value <= 0:
-        raise ValueError("expected a number of seconds greater than 0")
-    return value
-
-
-def _parse_http_url(raw: str) -> str:
-    parts = urlsplit(raw.strip())
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError("expected an http:// or https:// URL with a host")
-    return raw.strip().rstrip("/")
-
-
-def _parse_redis_url(raw: str) -> str:
-    parts = urlsplit(raw.strip())
-    if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ValueError("expected a redis://, rediss:// or unix:// URL")
-    return raw.strip()
-
-
-def _parse_networks(raw: str) -> tuple[IPNetwork, ...]:
-    items = [item.strip() for item in raw.split(",") if item.strip()]
-    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
-
-
-def _parse_database_url(raw: str) -> str:
-    # Imported here: config must stay importable without touching the database layer's drivers.
-    from gateway.store.db import async_database_url
-
-    async_database_url(raw.strip())
-    return raw.strip()
-
-
-def _parse_list(raw: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
-
-
-def _parse_list_lower(raw: str) -> tuple[str, ...]:
-    return tuple(item.lower() for item in _parse_list(raw))
-
-
-def _parse_seconds(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise ValueError("expected a whole number greater than 0")
-    return value
-
-
-def _parse_algorithms(raw: str) -> tuple[str, ...]:
-    # Imported here: config must stay importable without the JWT layer.
-    from gateway.authn.credentials import SUPPORTED_ALGORITHMS
-
-    algorithms = _parse_list(raw)
-    refused = [a for a in algorithms if a not in SUPPORTED_ALGORITHMS]
-    if refused or not algorithms:
-        raise ValueError(
-            f"{', '.join(refused) or 'nothing'} not allowed; choose from "
-            + ", ".join(sorted(SUPPORTED_ALGORITHMS))
-        )
-    return algorithms
-
-
-def _parse_log_level(raw: str) -> str:
-    level = raw.strip().upper()
-    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ValueError("expected one of DEBUG, INFO, WARNING, ERROR")
-    return level
 
 
 @dataclass(frozen=True)
@@ -137,15 +64,15 @@ class Settings:
     upstream_url: str | None = _opt(
         "UPSTREAM_URL",
         None,
-        _parse_http_url,
+        parse_http_url,
         "URL of the internal MLflow server, e.g. http://mlflow:5000",
     )
     host: str = _opt("HOST", "127.0.0.1", str, "address the gateway listens on")
-    port: int = _opt("PORT", 5000, _parse_port, "port the gateway listens on")
+    port: int = _opt("PORT", 5000, parse_port, "port the gateway listens on")
     public_url: str | None = _opt(
         "PUBLIC_URL",
         None,
-        _parse_http_url,
+        parse_http_url,
         "URL users reach the gateway at, e.g. https://mlflow.example.com",
     )
     data_dir: Path = _opt(
@@ -154,35 +81,35 @@ class Settings:
     database_url: str | None = _opt(
         "DATABASE_URL",
         None,
-        _parse_database_url,
+        parse_database_url,
         "SQLAlchemy URL of the gateway database",
         secret=True,
     )
     redis_url: str = _opt(
-        "REDIS_URL", "redis://127.0.0.1:6379/0", _parse_redis_url, "Redis URL", secret=True
+        "REDIS_URL", "redis://127.0.0.1:6379/0", parse_redis_url, "Redis URL", secret=True
     )
     trusted_proxies: tuple[IPNetwork, ...] = _opt(
         "TRUSTED_PROXIES",
         (),
-        _parse_networks,
+        parse_networks,
         "comma-separated CIDRs whose X-Forwarded-* headers are believed, e.g. 10.0.0.0/8",
     )
     upstream_connect_timeout: float = _opt(
-        "UPSTREAM_CONNECT_TIMEOUT", 5.0, _parse_positive_float, "seconds to connect to MLflow"
+        "UPSTREAM_CONNECT_TIMEOUT", 5.0, parse_positive_float, "seconds to connect to MLflow"
     )
     upstream_read_timeout: float = _opt(
         "UPSTREAM_READ_TIMEOUT",
         300.0,
-        _parse_positive_float,
+        parse_positive_float,
         "seconds MLflow may stay silent mid-request",
     )
     upstream_keepalive: bool = _opt(
         "UPSTREAM_KEEPALIVE",
         False,
-        _parse_bool,
+        parse_bool,
         "reuse upstream connections (see docs/benchmarks.md)",
     )
-    log_level: str = _opt("LOG_LEVEL", "INFO", _parse_log_level, "DEBUG, INFO, WARNING or ERROR")
+    log_level: str = _opt("LOG_LEVEL", "INFO", parse_log_level, "DEBUG, INFO, WARNING or ERROR")
     tls_cert_file: Path | None = _opt(
         "TLS_CERT_FILE",
         None,
@@ -202,12 +129,12 @@ class Settings:
         "ADMIN_PASSWORD", None, str, "password of the bootstrap admin (12+ characters)", secret=True
     )
     local_users: bool = _opt(
-        "LOCAL_USERS", True, _parse_bool, "offer username/password sign-in and basic auth"
+        "LOCAL_USERS", True, parse_bool, "offer username/password sign-in and basic auth"
     )
 
     # OIDC browser sign-in.
     oidc_issuer: str | None = _opt(
-        "OIDC_ISSUER", None, _parse_http_url, "issuer URL of the identity provider"
+        "OIDC_ISSUER", None, parse_http_url, "issuer URL of the identity provider"
     )
     oidc_client_id: str | None = _opt("OIDC_CLIENT_ID", None, str, "OIDC client id")
     oidc_client_secret: str | None = _opt(
@@ -224,10 +151,10 @@ class Settings:
     )
     oidc_groups_claim: str = _opt("OIDC_GROUPS_CLAIM", "groups", str, "claim listing groups")
     oidc_allowed_email_domains: tuple[str, ...] = _opt(
-        "OIDC_ALLOWED_EMAIL_DOMAINS", (), _parse_list_lower, "comma-separated e-mail domains"
+        "OIDC_ALLOWED_EMAIL_DOMAINS", (), parse_list_lower, "comma-separated e-mail domains"
     )
     oidc_required_groups: tuple[str, ...] = _opt(
-        "OIDC_REQUIRED_GROUPS", (), _parse_list, "comma-separated groups, one of which is needed"
+        "OIDC_REQUIRED_GROUPS", (), parse_list, "comma-separated groups, one of which is needed"
     )
     oidc_display_name: str = _opt(
         "OIDC_DISPLAY_NAME", "single sign-on", str, "name of the SSO button"
@@ -238,23 +165,23 @@ class Settings:
         "JWT_AUDIENCE", None, str, "audience bearer JWTs must carry (enables IdP JWTs)"
     )
     jwt_issuer: str | None = _opt(
-        "JWT_ISSUER", None, _parse_http_url, "issuer of bearer JWTs (default: GATEWAY_OIDC_ISSUER)"
+        "JWT_ISSUER", None, parse_http_url, "issuer of bearer JWTs (default: GATEWAY_OIDC_ISSUER)"
     )
     jwt_jwks_url: str | None = _opt(
-        "JWT_JWKS_URL", None, _parse_http_url, "JWKS URL (default: from the issuer's discovery)"
+        "JWT_JWKS_URL", None, parse_http_url, "JWKS URL (default: from the issuer's discovery)"
     )
     jwt_algorithms: tuple[str, ...] = _opt(
-        "JWT_ALGORITHMS", ("RS256", "ES256"), _parse_algorithms, "allowed JWT signing algorithms"
+        "JWT_ALGORITHMS", ("RS256", "ES256"), parse_algorithms, "allowed JWT signing algorithms"
     )
     jwt_subject_claim: str = _opt("JWT_SUBJECT_CLAIM", "sub", str, "claim naming the caller")
     jwt_groups_claim: str = _opt("JWT_GROUPS_CLAIM", "groups", str, "claim listing groups")
-    jwt_leeway: int = _opt("JWT_LEEWAY", 30, _parse_seconds, "clock skew allowed, in seconds")
+    jwt_leeway: int = _opt("JWT_LEEWAY", 30, parse_seconds, "clock skew allowed, in seconds")
 
     # Authorization.
     protected_aliases: tuple[str, ...] = _opt(
         "PROTECTED_ALIASES",
         ("champion", "production", "prod"),
-        _parse_list_lower,
+        parse_list_lower,
         "registered-model aliases whose setting needs alias:<name> rather than edit",
     )
     policy_file: Path | None = _opt(
@@ -266,39 +193,39 @@ class Settings:
 
     # Audit.
     audit_maxlen: int = _opt(
-        "AUDIT_MAXLEN", 10_000_000, _parse_seconds, "events kept in the Redis stream (approximate)"
+        "AUDIT_MAXLEN", 10_000_000, parse_seconds, "events kept in the Redis stream (approximate)"
     )
     audit_spool_max_bytes: int = _opt(
-        "AUDIT_SPOOL_MAX_BYTES", 1024**3, _parse_seconds, "bound of the on-disk spool, in bytes"
+        "AUDIT_SPOOL_MAX_BYTES", 1024**3, parse_seconds, "bound of the on-disk spool, in bytes"
     )
     audit_enabled: bool = _opt(
         "AUDIT_ENABLED",
         True,
-        _parse_bool,
+        parse_bool,
         "record the audit trail (turn off only to measure its cost)",
     )
     audit_required: bool = _opt(
         "AUDIT_REQUIRED",
         False,
-        _parse_bool,
+        parse_bool,
         "refuse changes (503) when an audit event could be stored neither in Redis nor the spool",
     )
 
     # Sessions and brute-force protection.
     session_idle_timeout: int = _opt(
-        "SESSION_IDLE_TIMEOUT", 8 * 3600, _parse_seconds, "seconds a session may sit unused"
+        "SESSION_IDLE_TIMEOUT", 8 * 3600, parse_seconds, "seconds a session may sit unused"
     )
     session_max_age: int = _opt(
-        "SESSION_MAX_AGE", 24 * 3600, _parse_seconds, "seconds a session lives at most"
+        "SESSION_MAX_AGE", 24 * 3600, parse_seconds, "seconds a session lives at most"
     )
     lockout_user_threshold: int = _opt(
-        "LOCKOUT_USER_THRESHOLD", 5, _parse_seconds, "failed attempts per user before a lockout"
+        "LOCKOUT_USER_THRESHOLD", 5, parse_seconds, "failed attempts per user before a lockout"
     )
     lockout_ip_threshold: int = _opt(
-        "LOCKOUT_IP_THRESHOLD", 20, _parse_seconds, "failed attempts per client IP before a lockout"
+        "LOCKOUT_IP_THRESHOLD", 20, parse_seconds, "failed attempts per client IP before a lockout"
     )
     lockout_seconds: int = _opt(
-        "LOCKOUT_SECONDS", 60, _parse_seconds, "first lockout period; doubles with each lockout"
+        "LOCKOUT_SECONDS", 60, parse_seconds, "first lockout period; doubles with each lockout"
     )
 
     @property
@@ -405,56 +332,12 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     if problems:
         raise ConfigError(problems)
     settings = Settings(**values)
-    problems = authentication_problems(settings) + tls_problems(settings)
+    problems = authentication_problems(settings) + tls_problems(
+        settings.tls_cert_file, settings.tls_key_file
+    )
     if problems:
         raise ConfigError(problems)
     return settings
-
-
-def server_ssl_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
-    """The context the gateway serves HTTPS with: TLS 1.2 or newer, Python's default ciphers."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-
-    def no_passphrase() -> str:
-        raise ssl.SSLError("the key is encrypted")
-
-    context.load_cert_chain(cert_file, key_file, password=no_passphrase)
-    return context
-
-
-def tls_problems(settings: Settings) -> list[str]:
-    """Both files or neither, both readable, and a key that belongs to the certificate."""
-    cert, key = settings.tls_cert_file, settings.tls_key_file
-    if cert is None and key is None:
-        return []
-    if cert is None or key is None:
-        given, missing = (
-            ("GATEWAY_TLS_CERT_FILE", "GATEWAY_TLS_KEY_FILE")
-            if cert
-            else ("GATEWAY_TLS_KEY_FILE", "GATEWAY_TLS_CERT_FILE")
-        )
-        return [f"{given} is set but {missing} is not — set both to serve HTTPS, or neither"]
-    problems = []
-    for name, path in (("GATEWAY_TLS_CERT_FILE", cert), ("GATEWAY_TLS_KEY_FILE", key)):
-        try:
-            with path.open("rb"):
-                pass
-        except OSError as exc:
-            problems.append(
-                f"{name}={path} cannot be read ({exc.strerror}) — point it at a readable PEM file"
-            )
-    if problems:
-        return problems
-    try:
-        server_ssl_context(cert, key)
-    except (ssl.SSLError, ValueError) as exc:
-        return [
-            f"GATEWAY_TLS_CERT_FILE={cert} and GATEWAY_TLS_KEY_FILE={key} cannot be used "
-            f"({exc.args[-1] if exc.args else exc}) — give a PEM certificate chain and its "
-            "unencrypted PEM private key"
-        ]
-    return []
 
 
 def exposure_problems(settings: Settings) -> list[str]:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
-from gateway.config import IPNetwork
+from gateway.config_values import IPNetwork
 from gateway.context import REQUEST_CONTEXT, RequestContext, context_of
 from gateway.errors import BAD_REQUEST
 from gateway.paths import REQUEST_ID_HEADER

@@ -9,7 +9,8 @@ import signal
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.config import Settings, server_ssl_context
+from gateway.config import Settings
+from gateway.tls import server_ssl_context
 
 log = logging.getLogger(__name__)
 

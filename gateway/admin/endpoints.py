@@ -7,10 +7,11 @@ receive a `Call` with the input already checked and never see a request that doe
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Literal, TypeVar
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -22,6 +23,16 @@ from gateway.authn.principal import Principal
 from gateway.authz.enforcer import Enforcer
 from gateway.authz.policy import PolicyError
 from gateway.context import context_of
+from gateway.errors import (
+    CONFLICT,
+    INVALID_PARAMETER,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND_RESOURCE,
+    PERMISSION_DENIED,
+    UNAVAILABLE,
+    UNSUPPORTED_MEDIA_TYPE,
+    mlflow_error,
+)
 from gateway.store.users import StoreError
 
 log = logging.getLogger(__name__)
@@ -33,13 +44,9 @@ MAX_BODY = 4 * 1024 * 1024
 
 # Who may call: anyone (the schema), any signed-in person (about themselves), admins.
 Access = Literal["public", "self", "admin"]
-
-INVALID = ("INVALID_PARAMETER_VALUE", 400)
-FORBIDDEN = ("PERMISSION_DENIED", 403)
-MISSING = ("RESOURCE_DOES_NOT_EXIST", 404)
-CONFLICT = ("RESOURCE_CONFLICT", 409)
-UNAVAILABLE = ("TEMPORARILY_UNAVAILABLE", 503)
-UNSUPPORTED = ("INVALID_PARAMETER_VALUE", 415)
+# The error answers of calls that look something up, and of calls that change something.
+LOOKUP_ERRORS = (400, 401, 403, 404)
+CHANGE_ERRORS = (400, 401, 403, 404, 409)
 
 
 class Refused(Exception):
@@ -66,15 +73,21 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[web.StreamResponse | dict[str, Any]]]
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+async def _unbound(call: Call) -> dict[str, Any]:
+    raise RuntimeError("an Endpoint answers once `Area.endpoints` has bound it to its handler")
 
 
 @dataclass(frozen=True)
 class Endpoint:
+    """One operation. Written as the decorator of its handler in an `Area`, which fills in
+    ``handler`` and ``tag``."""
+
     method: str
     path: str  # below /.gateway/api, with {name} placeholders described by `path_fields`
-    handler: Handler
     summary: str
-    tag: str
     access: Access = "admin"
     path_fields: tuple[Field, ...] = ()
     query: tuple[Field, ...] = ()
@@ -85,14 +98,36 @@ class Endpoint:
     status: int = 200
     errors: tuple[int, ...] = field(default=(400, 401, 403))
     description: str = ""
+    handler: Handler = _unbound
+    tag: str = ""
 
     @property
     def operation_id(self) -> str:
         return self.handler.__name__.strip("_")
 
+    def __call__(self, handler: H) -> H:
+        """As a decorator: ``handler`` answers this endpoint."""
+        _DECLARED.setdefault(handler, []).append(self)
+        return handler
 
-def error_body(kind: tuple[str, int], message: str) -> web.Response:
-    return web.json_response({"error_code": kind[0], "message": message}, status=kind[1])
+
+# The endpoints each handler function was decorated with, in the order written.
+_DECLARED: dict[object, list[Endpoint]] = {}
+
+
+class Area:
+    """The handlers of one part of the API (one OpenAPI tag), each decorated with its endpoint."""
+
+    tag: ClassVar[str]
+
+    def endpoints(self) -> list[Endpoint]:
+        """This area's endpoints, bound to its handlers, in the order the handlers are written."""
+        return [
+            replace(endpoint, handler=getattr(self, name), tag=self.tag)
+            for name, member in vars(type(self)).items()
+            if inspect.isfunction(member)
+            for endpoint in _DECLARED.get(member, ())
+        ]
 
 
 def check_access(
@@ -104,7 +139,7 @@ def check_access(
         return
     ctx = context_of(request)
     if endpoint.access == "admin" and (why := admin_refusal(enforcer, principal)):
-        raise Refused(FORBIDDEN, why)
+        raise Refused(PERMISSION_DENIED, why)
     # The authentication stage already checked Origin; a header a foreign page cannot set is the
     # second lock on changes made from a browser session.
     session = ctx.session
@@ -114,7 +149,9 @@ def check_access(
         and request.method not in SAFE_METHODS
         and not form_token_matches(session.csrf_token, request.headers.get(CSRF_HEADER))
     ):
-        raise Refused(FORBIDDEN, f"Changes from a browser session need the {CSRF_HEADER} header.")
+        raise Refused(
+            PERMISSION_DENIED, f"Changes from a browser session need the {CSRF_HEADER} header."
+        )
 
 
 def route(endpoint: Endpoint, enforcer: Enforcer) -> Callable[[web.Request], Awaitable[Any]]:
@@ -133,28 +170,30 @@ def route(endpoint: Endpoint, enforcer: Enforcer) -> Callable[[web.Request], Awa
                 # JSON only: a cross-site HTML form cannot send it without the browser asking
                 # first (CORS), which the gateway never allows.
                 if request.content_type != "application/json":
-                    raise Refused(UNSUPPORTED, "Send the body as JSON (application/json).")
+                    raise Refused(
+                        UNSUPPORTED_MEDIA_TYPE, "Send the body as JSON (application/json)."
+                    )
                 body = read_body(raw, endpoint.body)
             elif raw.strip():
                 raise BadInput("this call takes no body")
             answer = await endpoint.handler(Call(request, ctx.principal, path, query, body))
         except Refused as exc:
             ctx.authz_refusal = exc.message
-            return error_body(exc.kind, exc.message)
+            return mlflow_error(exc.kind, exc.message)
         except BadInput as exc:
-            return error_body(INVALID, str(exc))
+            return mlflow_error(INVALID_PARAMETER, str(exc))
         except NotPermitted as exc:
             ctx.authz_refusal = str(exc)
-            return error_body(FORBIDDEN, str(exc))
+            return mlflow_error(PERMISSION_DENIED, str(exc))
         except Missing as exc:
-            return error_body(MISSING, str(exc))
+            return mlflow_error(NOT_FOUND_RESOURCE, str(exc))
         except Conflict as exc:
-            return error_body(CONFLICT, str(exc))
+            return mlflow_error(CONFLICT, str(exc))
         except (StoreError, PolicyError, ValueError) as exc:
-            return error_body(INVALID, str(exc))
+            return mlflow_error(INVALID_PARAMETER, str(exc))
         except RedisError as exc:
             log.warning("admin API: Redis unavailable: %s", exc)
-            return error_body(UNAVAILABLE, "Redis (sessions, audit trail) is unreachable.")
+            return mlflow_error(UNAVAILABLE, "Redis (sessions, audit trail) is unreachable.")
         if isinstance(answer, web.StreamResponse):
             return answer
         return web.json_response(answer, status=endpoint.status)
@@ -176,11 +215,11 @@ async def _read_body(request: web.Request) -> bytes:
 
 def _not_allowed(allowed: list[str]) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def refuse(request: web.Request) -> web.Response:
-        response = error_body(
-            ("METHOD_NOT_ALLOWED", 405), f"{request.path} answers {', '.join(allowed)} only."
+        return mlflow_error(
+            METHOD_NOT_ALLOWED,
+            f"{request.path} answers {', '.join(allowed)} only.",
+            headers={"Allow": ", ".join(allowed)},
         )
-        response.headers["Allow"] = ", ".join(allowed)
-        return response
 
     return refuse
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -34,7 +34,8 @@ ACTION = (
     rf"\*|read|edit|manage|create|use|promote:(?:\*|[a-z]{{1,20}})|alias:{_OBJECT_CHARS}{{1,200}}"
 )
 TOKEN_ID = r"[0-9a-f]{12}"  # noqa: S105 - the shape of a token id, not a secret
-# At most 366 days, as parse_duration allows: days, hours, or short spans in minutes and seconds.
+# At most 366 days, as parse_duration (gateway/scopes.py) allows: days, hours, or short spans in
+# minutes and seconds.
 DURATION = (
     r"(?:[1-9]|[1-9][0-9]|[12][0-9]{2}|3[0-5][0-9]|36[0-6])d?"
     r"|(?:[1-9][0-9]{0,2}|[1-7][0-9]{3}|8[0-6][0-9]{2}|87[0-7][0-9]|878[0-4])h"
@@ -181,6 +182,12 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+def _unknown(given: Iterable[str], fields: Sequence[Field]) -> str | None:
+    """The first (in sort order) of the ``given`` names no field has; None if every one has."""
+    unknown = sorted(set(given) - {f.name for f in fields})
+    return unknown[0] if unknown else None
+
+
 def read_body(raw: bytes, fields: Sequence[Field]) -> dict[str, Any]:
     """A JSON object holding only the given fields, each valid, the required ones present."""
     try:
@@ -189,10 +196,9 @@ def read_body(raw: bytes, fields: Sequence[Field]) -> dict[str, Any]:
         raise BadInput("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadInput("the request body must be a JSON object")
-    known = {f.name: f for f in fields}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise BadInput(f"unknown field {unknown[0]!r}; accepted: {', '.join(known) or 'none'}")
+    if unknown := _unknown(data, fields):
+        accepted = ", ".join(f.name for f in fields) or "none"
+        raise BadInput(f"unknown field {unknown!r}; accepted: {accepted}")
     out: dict[str, Any] = {}
     for field in fields:
         if field.name in data:
@@ -204,10 +210,8 @@ def read_body(raw: bytes, fields: Sequence[Field]) -> dict[str, Any]:
 
 def read_query(query: MultiMapping[str], fields: Sequence[Field]) -> dict[str, Any]:
     """Query parameters: known names only, each at most once (arrays repeat), typed and valid."""
-    known = {f.name: f for f in fields}
-    unknown = sorted(set(query) - set(known))
-    if unknown:
-        raise BadInput(f"unknown parameter {unknown[0]!r}")
+    if unknown := _unknown(query, fields):
+        raise BadInput(f"unknown parameter {unknown!r}")
     out: dict[str, Any] = {}
     for field in fields:
         values: list[str] = list(query.getall(field.name, []))

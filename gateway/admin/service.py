@@ -1,29 +1,35 @@
-"""Admin changes, one place for the JSON API and the console: each checked, applied, audited.
+"""Admin changes, one place for the JSON API, the console and the CLI: checked, applied, audited.
 
-Every change writes a security event naming who made it, from where, and the state before and
-after, so an auditor can replay what the console did. Changes land in the shared database (users,
-groups, tokens: every replica reads them on the next request) or go through the enforcer (policy:
-announced to every replica at once).
+Every change writes a security event naming who made it, from where, through which door (`via`:
+`admin` for the API and the console, `cli` for the shell), and the state before and after, so an
+auditor can replay what was done. Changes land in the shared database (users, groups, tokens: every
+replica reads them on the next request) or go through the policy's writer (in a gateway the
+enforcer, which announces them to every replica at once).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from gateway.admin.shapes import iso
+from gateway.admin.shapes import iso, token_state, user_state
 from gateway.admin.token_rules import expiry_of, mint_refusal
 from gateway.audit.record import security_event
 from gateway.audit.writer import AuditWriter
 from gateway.authn.passwords import hash_password
 from gateway.authn.principal import Principal
-from gateway.authz.enforcer import Enforcer
 from gateway.authz.policy import Grouping, PolicyError, Rule, parse_lines
 from gateway.authz.policy_import import stale_lines
-from gateway.store.tokens import TokenRecord, TokenScope, TokenStore
+from gateway.scopes import TokenScope
+from gateway.store.tokens import TokenRecord, TokenStore
 from gateway.store.users import GroupRecord, StoreError, UserRecord, UserStore, now
+
+if TYPE_CHECKING:
+    from gateway.authz.enforcer import Enforcer
+    from gateway.store.policies import PolicyStore
 
 # A new token's lifetime when the request names none (and no minting token bounds it).
 DEFAULT_TOKEN_LIFETIME = timedelta(days=30)
@@ -64,61 +70,80 @@ def admin_refusal(enforcer: Enforcer, principal: Principal) -> str | None:
 
 @dataclass(frozen=True)
 class Actor:
-    """Who is making a change, and the request it came in."""
+    """Who is making a change, and the request it came in (none from the shell)."""
 
     principal: Principal
     client_ip: str | None = None
     request_id: str | None = None
 
 
-def user_state(user: UserRecord | None) -> dict[str, Any] | None:
-    if user is None:
-        return None
-    return {
-        "username": user.username,
-        "admin": user.is_admin,
-        "disabled": user.disabled,
-        "groups": list(user.groups),
-        "local_password": user.has_password,
-    }
+class PolicyChanges(Protocol):
+    """Where policy changes go: the enforcer in a gateway (applied and announced at once), the
+    CLI's store writer from a shell (announced when the command is done)."""
+
+    @property
+    def store(self) -> PolicyStore: ...
+
+    async def add(
+        self, lines: Iterable[Rule | Grouping], actor: str | None
+    ) -> list[Rule | Grouping]: ...
+
+    async def remove(self, lines: Iterable[Rule | Grouping]) -> list[Rule | Grouping]: ...
 
 
-def token_state(token: TokenRecord) -> dict[str, Any]:
-    return {
-        "id": token.id,
-        "owner": token.owner,
-        "name": token.name,
-        "scope": token.scope.words(),
-        "revoked": token.revoked_at is not None,
-    }
+P = TypeVar("P", bound=PolicyChanges)
 
 
-class AdminService:
-    def __init__(
-        self, users: UserStore, tokens: TokenStore, enforcer: Enforcer, audit: AuditWriter
-    ) -> None:
-        self.users = users
-        self.tokens = tokens
-        self.enforcer = enforcer
-        self._audit = audit
-        self.token_service = TokenService(tokens, audit, via="admin")
+class ChangeAudit:
+    """The security events of changes: who, from where, through which door, and how it ended."""
 
-    def _event(self, actor: Actor, kind: str, **details: Any) -> None:
+    def __init__(self, writer: AuditWriter, via: str | None) -> None:
+        self._writer = writer
+        self._via = {"via": via} if via else {}
+
+    def __call__(self, actor: Actor, kind: str, outcome: str = "success", **details: Any) -> None:
         security_event(
-            self._audit,
+            self._writer,
             kind,
             actor_principal=actor.principal,
             client_ip=actor.client_ip,
             request_id=actor.request_id,
-            via="admin",
+            outcome=outcome,
+            **self._via,
             **details,
         )
+
+
+class AdminService(Generic[P]):
+    """Users, groups and policy lines; tokens through its `token_service`."""
+
+    def __init__(
+        self,
+        users: UserStore,
+        tokens: TokenStore,
+        policy: P,
+        audit: AuditWriter,
+        *,
+        via: str = "admin",
+        token_lifetime: timedelta | None = DEFAULT_TOKEN_LIFETIME,
+    ) -> None:
+        self.users = users
+        self.tokens = tokens
+        self.policy = policy
+        self._event = ChangeAudit(audit, via)
+        self.token_service = TokenService(tokens, audit, via, token_lifetime)
 
     async def _user(self, username: str) -> UserRecord:
         user = await self.users.get(username)
         if user is None:
             raise Missing(f"no user named {username!r}")
         return user
+
+    async def _group(self, name: str) -> GroupRecord:
+        group = await self.users.group(name)
+        if group is None:
+            raise Missing(f"no group named {name!r}")
+        return group
 
     # -- users -----------------------------------------------------------------------------------
 
@@ -162,15 +187,9 @@ class AdminService:
         if password_hash is not None:
             await self.users.set_password(username, password_hash)
         after = await self._user(username)
-        changes = {"password_changed": True} if password_hash else {}
-        self._event(
-            actor,
-            "user_updated",
-            user=username,
-            before=user_state(before),
-            after=user_state(after),
-            **changes,
-        )
+        states: dict[str, Any] = {"before": user_state(before), "after": user_state(after)}
+        changes: dict[str, Any] = {"password_changed": True} if password_hash else {}
+        self._event(actor, "user_updated", user=username, **states, **changes)
         return after
 
     # -- groups ----------------------------------------------------------------------------------
@@ -179,49 +198,49 @@ class AdminService:
         before = await self._user(username)
         await self.users.add_member(group, username)
         after = await self._user(username)
-        self._event(
-            actor,
-            "group_member_added",
-            user=username,
-            group=group,
-            before={"groups": list(before.groups)},
-            after={"groups": list(after.groups)},
-        )
+        self._membership(actor, "group_member_added", username, group, before, after.groups)
         return await self._group(group)
 
     async def remove_member(self, actor: Actor, group: str, username: str) -> GroupRecord:
         before = await self._user(username)
         if group not in before.groups:
+            await self._group(group)  # no such group at all says so
             raise Missing(f"user {username!r} is not in group {group!r}")
         await self.users.remove_member(group, username)
+        after = tuple(g for g in before.groups if g != group)
+        self._membership(actor, "group_member_removed", username, group, before, after)
+        return await self._group(group)
+
+    def _membership(
+        self,
+        actor: Actor,
+        kind: str,
+        username: str,
+        group: str,
+        before: UserRecord,
+        after: tuple[str, ...],
+    ) -> None:
         self._event(
             actor,
-            "group_member_removed",
+            kind,
             user=username,
             group=group,
             before={"groups": list(before.groups)},
-            after={"groups": [g for g in before.groups if g != group]},
+            after={"groups": list(after)},
         )
-        return await self._group(group)
-
-    async def _group(self, name: str) -> GroupRecord:
-        group = await self.users.group(name)
-        if group is None:
-            raise Missing(f"no group named {name!r}")
-        return group
 
     # -- policy ----------------------------------------------------------------------------------
 
     async def add_line(self, actor: Actor, line: Rule | Grouping) -> bool:
         line.validate()
-        added = await self.enforcer.add([line], actor=actor.principal.subject)
+        added = await self.policy.add([line], actor=actor.principal.subject)
         if added:
             self._event(actor, "policy_added", rule=str(line), before=None, after=str(line))
         return bool(added)
 
     async def remove_line(self, actor: Actor, line: Rule | Grouping) -> None:
         try:
-            removed = await self.enforcer.remove([line])
+            removed = await self.policy.remove([line])
         except PolicyError as exc:
             raise Conflict(str(exc)) from None
         if not removed:
@@ -230,23 +249,26 @@ class AdminService:
 
     async def import_policy(self, actor: Actor, text: str, replace: bool) -> tuple[int, int, int]:
         """(added, removed, already present). A file with any bad line changes nothing."""
-        lines = parse_lines(text)
+        return await self.import_lines(actor, parse_lines(text), replace)
+
+    async def import_lines(
+        self, actor: Actor, lines: list[Rule | Grouping], replace: bool
+    ) -> tuple[int, int, int]:
+        """(added, removed, already present); ``replace``: every other line goes (not the
+        admins')."""
         removed: list[Rule | Grouping] = []
         if replace:
-            snapshot = await self.enforcer.store.snapshot()
-            removed = await self.enforcer.remove(
+            snapshot = await self.policy.store.snapshot()
+            removed = await self.policy.remove(
                 stale_lines((*snapshot.rules, *snapshot.groupings), lines)
             )
-        added = await self.enforcer.add(lines, actor=actor.principal.subject)
-        self._event(
-            actor,
-            "policy_imported",
-            replace=replace,
-            added=len(added),
-            removed=len(removed),
-            before=[str(line) for line in removed],
-            after=[str(line) for line in added],
-        )
+        added = await self.policy.add(lines, actor=actor.principal.subject)
+        counts: dict[str, Any] = {"replace": replace, "added": len(added), "removed": len(removed)}
+        states: dict[str, Any] = {
+            "before": [str(x) for x in removed],
+            "after": [str(x) for x in added],
+        }
+        self._event(actor, "policy_imported", **counts, **states)
         return len(added), len(removed), len(set(lines)) - len(added)
 
     # -- tokens ----------------------------------------------------------------------------------
@@ -269,24 +291,21 @@ class AdminService:
 
 class TokenService:
     """Creating, listing and revoking tokens for people: the one path of the tokens page, the
-    console and the JSON API, so the rules of `token_rules` hold at every door."""
+    console, the JSON API and the CLI, so the rules of `token_rules` hold at every door.
 
-    def __init__(self, tokens: TokenStore, audit: AuditWriter, via: str | None = None) -> None:
+    ``lifetime``: how long a token lives when its creator names no lifetime (None: for ever, as
+    the CLI has always made them)."""
+
+    def __init__(
+        self,
+        tokens: TokenStore,
+        audit: AuditWriter,
+        via: str | None = None,
+        lifetime: timedelta | None = DEFAULT_TOKEN_LIFETIME,
+    ) -> None:
         self.tokens = tokens
-        self._audit = audit
-        self._via = {"via": via} if via else {}
-
-    def _event(self, actor: Actor, kind: str, outcome: str = "success", **details: Any) -> None:
-        security_event(
-            self._audit,
-            kind,
-            actor_principal=actor.principal,
-            client_ip=actor.client_ip,
-            request_id=actor.request_id,
-            outcome=outcome,
-            **self._via,
-            **details,
-        )
+        self._event = ChangeAudit(audit, via)
+        self._lifetime = lifetime
 
     async def _minting_token(self, actor: Actor) -> TokenRecord | None:
         token_id = actor.principal.token_id
@@ -297,13 +316,12 @@ class TokenService:
             raise NotPermitted("The token making this request no longer exists.")
         return record
 
-    @staticmethod
-    def _expiry(minting: TokenRecord | None, expires_in: timedelta | None) -> datetime:
+    def _expiry(self, minting: TokenRecord | None, expires_in: timedelta | None) -> datetime | None:
         if expires_in is not None:
             return now() + expires_in
         # Not named: a token's child expires with it rather than being refused.
         limit = expiry_of(minting) if minting is not None else None
-        return limit or now() + DEFAULT_TOKEN_LIFETIME
+        return limit or (now() + self._lifetime if self._lifetime else None)
 
     async def create(
         self,

@@ -1,7 +1,9 @@
-"""The JSON shapes of the admin API's answers (their schemas are in gateway/admin/openapi.py)."""
+"""The JSON shapes of the admin API's answers (their schemas are in gateway/admin/openapi.py), and
+the states an admin change records before and after (parts of the same shapes)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +34,14 @@ def user_json(user: UserRecord) -> dict[str, Any]:
     }
 
 
+def user_state(user: UserRecord) -> dict[str, Any]:
+    """What an audit event records of a user before and after a change."""
+    shown = user_json(user)
+    return {
+        key: shown[key] for key in ("username", "admin", "disabled", "groups", "local_password")
+    }
+
+
 def group_json(group: GroupRecord) -> dict[str, Any]:
     return {"name": group.name, "members": list(group.members)}
 
@@ -50,17 +60,22 @@ def token_json(token: TokenRecord) -> dict[str, Any]:
     }
 
 
-def rule_json(rule: Rule) -> dict[str, Any]:
-    return {
-        "subject": rule.subject,
-        "object": rule.object,
-        "action": rule.action,
-        "effect": rule.effect,
+def token_state(token: TokenRecord) -> dict[str, Any]:
+    """What an audit event records of a token before and after a change."""
+    shown = token_json(token)
+    return {key: shown[key] for key in ("id", "owner", "name", "scope")} | {
+        "revoked": token.revoked_at is not None
     }
 
 
+def rule_json(rule: Rule) -> dict[str, Any]:
+    """subject, object, action, effect."""
+    return asdict(rule)
+
+
 def grouping_json(grouping: Grouping) -> dict[str, Any]:
-    return {"member": grouping.member, "group": grouping.group}
+    """member, group."""
+    return asdict(grouping)
 
 
 def decision_json(decision: Decision, names: tuple[str, ...]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from gateway.authn.csrf import origin_of, same_origin, session_form
 from gateway.authn.redirects import safe_next
 from gateway.authn.sessions import SessionData
 from gateway.context import context_of
-from gateway.store.tokens import TokenScope, parse_duration
+from gateway.scopes import TokenScope, parse_duration
 from gateway.store.users import StoreError
 
 if TYPE_CHECKING:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gateway.store.tokens import TokenScope
+from gateway.scopes import TokenScope
 
-AuthMethod = Literal["session", "password", "token", "jwt", "anonymous"]
+# "cli": a local admin at the shell (`mlflow-gateway users|groups|tokens|policy`), never a request.
+AuthMethod = Literal["session", "password", "token", "jwt", "anonymous", "cli"]
 
 AUTHENTICATED_GROUP = "authenticated"
 

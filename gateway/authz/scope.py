@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.authz.policy import object_matches
 from gateway.authz.resolve import Resource
-from gateway.store.tokens import TokenScope
+from gateway.scopes import TokenScope
 
 
 def scope_refusal(scope: TokenScope, resource: Resource, action: str) -> str | None:

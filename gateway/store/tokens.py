@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
 import re
 import secrets
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +15,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from gateway.scopes import TokenScope
 from gateway.store.db import SqliteReader, sqlite_reader
 from gateway.store.models import Group, Token, User, group_members
 from gateway.store.users import StoreError, UserRecord, now, validate_name
@@ -27,92 +26,12 @@ _TOKEN_SHAPE = re.compile(r"^mlgw_[A-Za-z0-9_-]{43}\Z")
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
-MAX_TOKEN_DAYS = 366
-
-
-def parse_duration(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``45s`` or a plain number of days."""
-    text = text.strip().lower()
-    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-    try:
-        if text and text[-1] in units:
-            amount = int(text[:-1])
-            delta = timedelta(**{units[text[-1]]: amount})
-        else:
-            amount = int(text)
-            delta = timedelta(days=amount)
-    except ValueError:
-        raise ValueError(f"invalid duration {text!r}: use e.g. 30d, 12h, 90m or 45s") from None
-    if amount <= 0 or delta > timedelta(days=MAX_TOKEN_DAYS):
-        raise ValueError(f"a duration must be positive and at most {MAX_TOKEN_DAYS} days")
-    return delta
-
-
 def looks_like_gateway_token(value: str) -> bool:
     return value.startswith(TOKEN_PREFIX)
 
 
 def hash_secret(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class TokenScope:
-    """What a token may be used for. Empty lists mean 'not limited by this dimension'."""
-
-    read_only: bool = False
-    experiments: tuple[str, ...] = field(default=())
-    registered_models: tuple[str, ...] = field(default=())
-
-    @property
-    def unrestricted(self) -> bool:
-        return not (self.read_only or self.experiments or self.registered_models)
-
-    @classmethod
-    def parse(cls, items: list[str] | tuple[str, ...]) -> TokenScope:
-        """From CLI/API words: ``read-only``, ``experiment:<id>``, ``registered_model:<name>``."""
-        read_only = False
-        experiments: list[str] = []
-        models: list[str] = []
-        for item in items:
-            if item == "read-only":
-                read_only = True
-            elif item.startswith("experiment:") and item[len("experiment:") :]:
-                experiments.append(item[len("experiment:") :])
-            elif item.startswith("registered_model:") and item[len("registered_model:") :]:
-                models.append(item[len("registered_model:") :])
-            else:
-                raise StoreError(
-                    f"invalid scope {item!r}: use read-only, experiment:<id> or "
-                    "registered_model:<name> (patterns with * allowed)"
-                )
-        return cls(read_only, tuple(experiments), tuple(models))
-
-    def words(self) -> list[str]:
-        return (
-            (["read-only"] if self.read_only else [])
-            + [f"experiment:{e}" for e in self.experiments]
-            + [f"registered_model:{m}" for m in self.registered_models]
-        )
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "read_only": self.read_only,
-                "experiments": list(self.experiments),
-                "registered_models": list(self.registered_models),
-            }
-        )
-
-    @classmethod
-    @functools.lru_cache(maxsize=1024)  # the same few scopes, parsed on every request
-    def from_json(cls, raw: str) -> TokenScope:
-        data = json.loads(raw or "{}")
-        return cls(
-            bool(data.get("read_only", False)),
-            tuple(data.get("experiments", ())),
-            tuple(data.get("registered_models", ())),
-        )
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from datetime import timedelta
 
 import pytest
 
+from gateway.scopes import TokenScope
 from gateway.store.db import create_engine
 from gateway.store.migrate import upgrade_database
-from gateway.store.tokens import TokenCheck, TokenScope, TokenStore
+from gateway.store.tokens import TokenCheck, TokenStore
 from gateway.store.users import UserStore
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -1,4 +1,4 @@
-"""The `mlflow-gateway` command."""
+"""The `mlflow-gateway` command: `serve`, `dev`, and the commands of the modules beside this one."""
 
 from __future__ import annotations
 
@@ -7,38 +7,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
 
 import click
 
 from gateway import __version__
-from gateway.cli_accounts import groups, tokens, users
-from gateway.cli_audit import audit
-from gateway.cli_doctor import doctor
-from gateway.cli_policy import policy
-from gateway.config import (
-    ConfigError,
-    Settings,
-    check_serve_settings,
-    exposure_problems,
-    load_settings,
-)
-
-EXIT_CONFIG = 2
-
-
-def _fail_config(problems: list[str]) -> NoReturn:
-    click.echo("mlflow-gateway: the configuration has problems:", err=True)
-    for problem in problems:
-        click.echo(f"  - {problem}", err=True)
-    sys.exit(EXIT_CONFIG)
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except ConfigError as exc:
-        _fail_config(exc.problems)
+from gateway.cli import accounts, audit, doctor, policy
+from gateway.cli.common import fail_config, load_or_exit
+from gateway.config import check_serve_settings, exposure_problems
 
 
 def _setup_logging(level: str) -> None:
@@ -58,10 +33,10 @@ def serve() -> None:
     """Run the gateway alone, in front of GATEWAY_UPSTREAM_URL."""
     from gateway.server import serve_forever
 
-    settings = _settings()
+    settings = load_or_exit()
     problems = check_serve_settings(settings)
     if problems:
-        _fail_config(problems)
+        fail_config(problems)
     _setup_logging(settings.log_level)
     asyncio.run(serve_forever(settings))
 
@@ -84,10 +59,10 @@ def dev(port: int | None, data_dir: Path | None, mlflow_workers: int) -> None:
     """Run the whole local stack: MLflow, Redis and the gateway, in the foreground."""
     from gateway.devstack import run_dev_stack
 
-    settings = _settings(port=port, data_dir=data_dir)
+    settings = load_or_exit(port=port, data_dir=data_dir)
     problems = exposure_problems(settings)
     if problems:
-        _fail_config(problems)
+        fail_config(problems)
     _setup_logging(settings.log_level)
     redis_configured = any(
         name in os.environ for name in ("GATEWAY_REDIS_URL", "GATEWAY_REDIS_URL_FILE")
@@ -101,12 +76,15 @@ def dev(port: int | None, data_dir: Path | None, mlflow_workers: int) -> None:
     )
 
 
-main.add_command(users)
-main.add_command(groups)
-main.add_command(tokens)
-main.add_command(policy)
-main.add_command(audit)
-main.add_command(doctor)
+for command in (
+    accounts.users,
+    accounts.groups,
+    accounts.tokens,
+    policy.policy,
+    audit.audit,
+    doctor.doctor,
+):
+    main.add_command(command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,5 @@
-"""The audit trail over HTTP, for admins: search, live tail, export, chain verification."""
+"""The audit trail over HTTP, for admins: search, live tail, export, chain verification (the
+`/.gateway/api/audit…` endpoints)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from gateway.admin.endpoints import Call, Endpoint
+from gateway.admin.endpoints import Area, Call, Endpoint
 from gateway.admin.fields import STREAM_ID, Field
 from gateway.audit.review import (
     EXPORT_FIELDS,
@@ -88,10 +89,42 @@ async def verify_and_record(redis: aioredis.Redis, who: str) -> dict[str, Any]:
     return outcome
 
 
-class AuditApi:
+# Every audit call reads Redis; an unreachable one is a 503.
+READ_ERRORS = (400, 401, 403, 503)
+SEARCH_QUERY = (
+    *FILTERS,
+    Field("limit", "integer", minimum=1, maximum=1000, description="default 50"),
+    Field(
+        "cursor", pattern=STREAM_ID, max_length=41, description="next_cursor of the previous page"
+    ),
+)
+TAIL_QUERY = (
+    *FILTERS,
+    Field(
+        "after",
+        pattern=STREAM_ID,
+        max_length=41,
+        description="last_id of the previous call; absent: the latest",
+    ),
+    Field("limit", "integer", minimum=1, maximum=500, description="default 100"),
+)
+
+
+class AuditApi(Area):
+    tag = "audit"
+
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
 
+    @Endpoint(
+        "GET",
+        "/audit",
+        "Search the audit trail, newest first",
+        query=SEARCH_QUERY,
+        response="AuditPage",
+        errors=READ_ERRORS,
+        description="Paging is stable: events written meanwhile never shift a page.",
+    )
     async def search_audit(self, call: Call) -> dict[str, Any]:
         limit = call.query.get("limit", 50)
         events, cursor = await search(
@@ -99,6 +132,14 @@ class AuditApi:
         )
         return {"events": events, "next_cursor": cursor}
 
+    @Endpoint(
+        "GET",
+        "/audit/tail",
+        "Events newer than a stream id, for a live view",
+        query=TAIL_QUERY,
+        response="AuditTail",
+        errors=READ_ERRORS,
+    )
     async def tail_audit(self, call: Call) -> dict[str, Any]:
         events, last = await newer(
             self._redis,
@@ -108,6 +149,14 @@ class AuditApi:
         )
         return {"events": events, "last_id": last}
 
+    @Endpoint(
+        "GET",
+        "/audit/export",
+        "Every matching event, oldest first, as JSON lines or CSV",
+        query=(*FILTERS, Field("format", choices=("jsonl", "csv"))),
+        media_types=("application/x-ndjson", "text/csv"),
+        errors=READ_ERRORS,
+    )
     async def export_audit(self, call: Call) -> web.StreamResponse:
         fmt = call.query.get("format", "jsonl")
         query = audit_query(call.query)
@@ -138,67 +187,12 @@ class AuditApi:
                 call.request.transport.close()
         return response
 
+    @Endpoint(
+        "GET",
+        "/audit/verify",
+        "Check every hash chain for gaps, edits and reordering",
+        response="Verification",
+        errors=(401, 403, 503),
+    )
     async def verify_audit(self, call: Call) -> dict[str, Any]:
         return await verify_and_record(self._redis, call.principal.subject)
-
-    def endpoints(self) -> list[Endpoint]:
-        return [
-            Endpoint(
-                "GET",
-                "/audit",
-                self.search_audit,
-                "Search the audit trail, newest first",
-                "audit",
-                query=(
-                    *FILTERS,
-                    Field("limit", "integer", minimum=1, maximum=1000, description="default 50"),
-                    Field(
-                        "cursor",
-                        pattern=STREAM_ID,
-                        max_length=41,
-                        description="next_cursor of the previous page",
-                    ),
-                ),
-                response="AuditPage",
-                errors=(400, 401, 403, 503),
-                description="Paging is stable: events written meanwhile never shift a page.",
-            ),
-            Endpoint(
-                "GET",
-                "/audit/tail",
-                self.tail_audit,
-                "Events newer than a stream id, for a live view",
-                "audit",
-                query=(
-                    *FILTERS,
-                    Field(
-                        "after",
-                        pattern=STREAM_ID,
-                        max_length=41,
-                        description="last_id of the previous call; absent: the latest",
-                    ),
-                    Field("limit", "integer", minimum=1, maximum=500, description="default 100"),
-                ),
-                response="AuditTail",
-                errors=(400, 401, 403, 503),
-            ),
-            Endpoint(
-                "GET",
-                "/audit/export",
-                self.export_audit,
-                "Every matching event, oldest first, as JSON lines or CSV",
-                "audit",
-                query=(*FILTERS, Field("format", choices=("jsonl", "csv"))),
-                media_types=("application/x-ndjson", "text/csv"),
-                errors=(400, 401, 403, 503),
-            ),
-            Endpoint(
-                "GET",
-                "/audit/verify",
-                self.verify_audit,
-                "Check every hash chain for gaps, edits and reordering",
-                "audit",
-                response="Verification",
-                errors=(401, 403, 503),
-            ),
-        ]

@@ -1,4 +1,4 @@
-"""`mlflow-gateway audit`: search, follow, export and verify the trail; CLI changes audited."""
+"""`mlflow-gateway audit`: search, follow, export and verify the trail."""
 
 from __future__ import annotations
 
@@ -7,15 +7,12 @@ import contextlib
 import csv
 import json
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import click
 import redis.asyncio as aioredis
 
-from gateway.audit.record import security_event
 from gateway.audit.review import (
     EXPORT_FIELDS,
     AuditQuery,
@@ -25,47 +22,7 @@ from gateway.audit.review import (
     verify,
 )
 from gateway.audit.review import parse_time as review_time
-from gateway.audit.writer import AuditWriter, new_instance_id
-from gateway.cli_common import data_dir_option, settings_or_exit
-from gateway.config import Settings
-
-
-@asynccontextmanager
-async def cli_audit(settings: Settings) -> AsyncIterator[AuditWriter]:
-    """An audit writer for one CLI command: its events reach Redis, or the shared spool."""
-    redis = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
-    writer = AuditWriter(
-        redis,
-        settings.data_dir / "audit-spool",
-        new_instance_id("cli"),
-        maxlen=settings.audit_maxlen,
-        spool_max_bytes=settings.audit_spool_max_bytes,
-    )
-    writer.start()
-    try:
-        yield writer
-    finally:
-        await writer.stop()
-        await redis.aclose()
-
-
-def record_cli_change(settings: Settings, kind: str, **details: Any) -> None:
-    """Audit an admin change made from the shell (who: the OS user running the command)."""
-
-    async def emit() -> None:
-        async with cli_audit(settings) as writer:
-            security_event(writer, kind, subject=f"cli:{_os_user()}", **details)
-
-    asyncio.run(emit())
-
-
-def _os_user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+from gateway.cli.common import data_dir_option, settings_or_exit
 
 
 def parse_time(text: str | None) -> datetime | None:
