@@ -44,16 +44,8 @@ from bench.summary import Target, table
 from gateway.authn.principal import Principal
 from gateway.authz.actions import matches
 from gateway.authz.enforcer import Enforcer, subjects_of
-from gateway.authz.policy import (
-    ADMIN_ROLE,
-    Decision,
-    Grouping,
-    PolicyIndex,
-    Rule,
-    _pattern,
-    object_matches,
-    parse_lines,
-)
+from gateway.authz.policy import Decision, PolicyIndex, _pattern
+from gateway.policy_lines import ADMIN_ROLE, Grouping, Rule, object_matches, parse_lines
 from gateway.store.db import create_engine
 from gateway.store.migrate import upgrade_database
 from gateway.store.models import Meta, PolicyRow

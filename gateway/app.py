@@ -40,7 +40,6 @@ from gateway.authz.authorize import Authorizer
 from gateway.authz.enforcer import Enforcer
 from gateway.authz.filters import SearchFilter
 from gateway.authz.hooks import Hooks
-from gateway.authz.policy import parse_lines
 from gateway.authz.resolve import Resolver
 from gateway.authz.routes import RouteTable
 from gateway.config import Settings
@@ -55,6 +54,7 @@ from gateway.observability import (
 )
 from gateway.page_headers import page_headers_middleware
 from gateway.pipeline import MlflowPipeline
+from gateway.policy_lines import parse_lines
 from gateway.proxy import MlflowProxy
 from gateway.store.db import create_engine, ping
 from gateway.store.migrate import upgrade_database_in_child

@@ -20,9 +20,9 @@ from gateway.admin.fields import BadInput
 from gateway.admin.service import Actor, admin_refusal
 from gateway.authn.csrf import session_form
 from gateway.authn.principal import Principal
-from gateway.authz.policy import PolicyError
 from gateway.authz.resolve import LookupFailed
 from gateway.context import context_of
+from gateway.policy_lines import PolicyError
 from gateway.store.users import StoreError
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from aiohttp import web
 from gateway.admin.console_frame import Frame, Pages, form_post, page, text
 from gateway.admin.service import Actor
 from gateway.authz.explain import explain, principal_of, who_can
-from gateway.authz.policy import Grouping, PolicyError, Rule
+from gateway.policy_lines import Grouping, PolicyError, Rule
 
 if TYPE_CHECKING:
     from gateway.admin.api import AdminApi

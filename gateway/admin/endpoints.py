@@ -21,7 +21,6 @@ from gateway.admin.service import Actor, Conflict, Missing, NotPermitted, admin_
 from gateway.authn.csrf import SAFE_METHODS, form_token_matches
 from gateway.authn.principal import Principal
 from gateway.authz.enforcer import Enforcer
-from gateway.authz.policy import PolicyError
 from gateway.context import context_of
 from gateway.errors import (
     CONFLICT,
@@ -33,6 +32,7 @@ from gateway.errors import (
     UNSUPPORTED_MEDIA_TYPE,
     mlflow_error,
 )
+from gateway.policy_lines import PolicyError
 from gateway.store.users import StoreError
 
 log = logging.getLogger(__name__)

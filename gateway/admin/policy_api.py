@@ -14,8 +14,9 @@ from gateway.admin.shapes import decision_json, grouping_json, holder_json, rule
 from gateway.admin.users_api import NAMES
 from gateway.authz.canonical import Ambiguous
 from gateway.authz.explain import explain, principal_of, who_can
-from gateway.authz.policy import Grouping, PolicyIndex, Rule
+from gateway.authz.policy import PolicyIndex
 from gateway.authz.resolve import LookupFailed, NotFound, Resolver
+from gateway.policy_lines import Grouping, Rule
 
 if TYPE_CHECKING:
     from gateway.admin.service import AdminService

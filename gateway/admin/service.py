@@ -21,8 +21,8 @@ from gateway.audit.record import security_event
 from gateway.audit.writer import AuditWriter
 from gateway.authn.passwords import hash_password
 from gateway.authn.principal import Principal
-from gateway.authz.policy import Grouping, PolicyError, Rule, parse_lines
 from gateway.authz.policy_import import stale_lines
+from gateway.policy_lines import Grouping, PolicyError, Rule, parse_lines
 from gateway.scopes import TokenScope
 from gateway.store.tokens import TokenRecord, TokenStore
 from gateway.store.users import GroupRecord, StoreError, UserRecord, UserStore, now

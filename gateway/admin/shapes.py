@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.authz.explain import Holder, Right
-from gateway.authz.policy import Decision, Grouping, Rule
+from gateway.authz.policy import Decision
+from gateway.policy_lines import Grouping, Rule
 from gateway.store.tokens import TokenRecord
 from gateway.store.users import GroupRecord, UserRecord
 

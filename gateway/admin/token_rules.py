@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gateway.authz.policy import object_matches
+from gateway.policy_lines import object_matches
 from gateway.store.tokens import TokenRecord, TokenScope
 
 NARROWER = "A token can create only tokens at most as wide and as long-lived as itself"

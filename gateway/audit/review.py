@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from gateway.audit.events import GENESIS, chain_hash
 from gateway.audit.writer import STREAM
-from gateway.authz.policy import object_matches
+from gateway.policy_lines import object_matches
 
 CHUNK = 1000
 EXPORT_FIELDS = (

@@ -22,7 +22,8 @@ from redis.exceptions import RedisError
 
 from gateway.authn.principal import AUTHENTICATED_GROUP, Principal
 from gateway.authz.actions import grants
-from gateway.authz.policy import ADMIN_ROLE, Decision, Grouping, PolicyDelta, PolicyIndex, Rule
+from gateway.authz.policy import Decision, PolicyIndex
+from gateway.policy_lines import ADMIN_ROLE, Grouping, PolicyDelta, Rule
 from gateway.store.policies import PolicyStore, snapshot_of
 
 log = logging.getLogger(__name__)

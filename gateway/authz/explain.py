@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from gateway.authn.principal import Principal
 from gateway.authz.enforcer import subjects_of
-from gateway.authz.policy import ADMIN_ROLE, Decision, PolicyIndex, Rule
+from gateway.authz.policy import Decision, PolicyIndex
+from gateway.policy_lines import ADMIN_ROLE, Rule
 from gateway.store.users import UserRecord
 
 

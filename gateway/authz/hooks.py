@@ -15,9 +15,9 @@ from typing import Any
 from gateway.authn.principal import Principal
 from gateway.authz.canonical import Params
 from gateway.authz.enforcer import Enforcer
-from gateway.authz.policy import Rule
 from gateway.authz.resolve import Resolver
 from gateway.authz.routes import Hook
+from gateway.policy_lines import Rule
 
 # Creations whose answer names the new object's experiment (remembered: no lookup later):
 # hook -> (field of the answer, resolver kind, field of its info holding the new id).

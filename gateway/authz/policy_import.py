@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gateway.authz.policy import Grouping, Rule
-from gateway.store.policies import PROTECTED_RULE
+from gateway.policy_lines import PROTECTED_RULE, Grouping, Rule
 
 
 def stale_lines(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.authz.policy import object_matches
 from gateway.authz.resolve import Resource
+from gateway.policy_lines import object_matches
 from gateway.scopes import TokenScope
 
 

@@ -9,9 +9,10 @@ from typing import Any
 import click
 
 from gateway.authz.explain import Holder, explain, principal_of, who_can
-from gateway.authz.policy import Grouping, PolicyError, PolicyIndex, Rule, parse_lines
+from gateway.authz.policy import PolicyIndex
 from gateway.cli.common import data_dir_option
 from gateway.cli.service import CliService, cli_actor, run_admin
+from gateway.policy_lines import Grouping, PolicyError, Rule, parse_lines
 
 
 def subject_name(text: str, default_kind: str) -> str:

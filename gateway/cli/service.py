@@ -21,9 +21,9 @@ from gateway.admin.service import Actor, AdminService
 from gateway.audit.writer import AuditWriter, new_instance_id
 from gateway.authn.principal import Principal
 from gateway.authz.enforcer import CHANNEL
-from gateway.authz.policy import Grouping, Rule
 from gateway.cli.common import settings_or_exit
 from gateway.config import Settings
+from gateway.policy_lines import Grouping, Rule
 from gateway.store.db import create_engine
 from gateway.store.migrate import upgrade_database
 from gateway.store.policies import PolicyStore

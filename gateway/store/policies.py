@@ -16,7 +16,7 @@ from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.authz.policy import Grouping, PolicyDelta, PolicyError, Rule
+from gateway.policy_lines import PROTECTED_RULE, Grouping, PolicyDelta, PolicyError, Rule
 from gateway.store.models import Meta, PolicyChange, PolicyRow
 from gateway.store.users import now
 
@@ -25,8 +25,6 @@ _VERSION = "policy_version"
 KEEP_VERSIONS = 1000
 SNAPSHOT_SLICE = 2000
 _BOOTSTRAPPED = "policy_bootstrapped"
-# The rule that makes role:admin an admin; removing it would lock every admin out.
-PROTECTED_RULE = Rule("role:admin", "*", "*", "allow")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from sqlalchemy import delete
 
 from gateway.authn.principal import Principal
 from gateway.authz.enforcer import Enforcer
-from gateway.authz.policy import Grouping, Rule
+from gateway.policy_lines import Grouping, Rule
 from gateway.store.db import create_engine
 from gateway.store.migrate import upgrade_database
 from gateway.store.models import PolicyChange

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.authz.actions import blocks, grants, matches
-from gateway.authz.policy import Grouping, PolicyDelta, PolicyIndex, Rule, object_matches
+from gateway.authz.policy import PolicyIndex
+from gateway.policy_lines import Grouping, PolicyDelta, Rule, object_matches
 
 MODEL = Path(__file__).resolve().parents[2] / "policies" / "model.conf"
 

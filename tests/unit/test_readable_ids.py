@@ -6,7 +6,7 @@ import pytest
 
 from gateway.authn.principal import Principal
 from gateway.authz.enforcer import Enforcer
-from gateway.authz.policy import Grouping, PolicyDelta, Rule, parse_line
+from gateway.policy_lines import Grouping, PolicyDelta, Rule, parse_line
 
 ANN = Principal(subject="ann", method="token", groups=frozenset({"idp-team"}))
 
