@@ -19,7 +19,8 @@ from gateway.admin.api import AdminApi
 from gateway.admin.audit_api import AuditApi
 from gateway.admin.endpoints import add_routes
 from gateway.admin.openapi import openapi_handler
-from gateway.admin.service import AdminService
+from gateway.admin.service import AdminService, TokenService
+from gateway.admin.tokens_page import TokensPage
 from gateway.admin.ui import Console
 from gateway.audit.record import audit_middleware, security_event
 from gateway.audit.writer import AuditWriter, new_instance_id
@@ -262,6 +263,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get(paths.READYZ, observability.readyz)
     app.router.add_get(paths.METRICS, observability.metrics_page)
     app.router.add_routes(pages.routes())
+    tokens_page = TokensPage(TokenService(tokens, audit), pages.page, settings.effective_public_url)
+    app.router.add_routes(tokens_page.routes())
     admin_api = AdminApi(AdminService(users, tokens, app[ENFORCER], audit), resolver)
     endpoints = admin_api.endpoints() + AuditApi(redis).endpoints()
     app.router.add_get(

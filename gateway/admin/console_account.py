@@ -9,7 +9,7 @@ from aiohttp import web
 from gateway.admin.console_frame import Frame, Pages, form_post, page, text
 from gateway.admin.service import Actor
 from gateway.admin.shapes import token_json
-from gateway.authn.pages import form_duration, form_scope_words
+from gateway.admin.tokens_page import form_duration, form_scope_words
 from gateway.authz.explain import rights_of
 from gateway.context import context_of
 from gateway.scopes import TokenScope

@@ -1,17 +1,16 @@
-"""Sign-in, sign-out and personal token pages under /.gateway/ (server-rendered, no inline JS)."""
+"""Sign-in and sign-out pages under /.gateway/ (server-rendered, no inline JS)."""
 
 from __future__ import annotations
 
 import hmac
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.admin.service import Actor, NotPermitted, TokenService
+from gateway import paths
 from gateway.audit.record import security_event
 from gateway.audit.writer import AuditWriter
 from gateway.authn.authenticator import Authenticator
@@ -20,7 +19,6 @@ from gateway.authn.csrf import origin_of, same_origin, session_form
 from gateway.authn.redirects import safe_next
 from gateway.authn.sessions import SessionData
 from gateway.context import context_of
-from gateway.scopes import TokenScope, parse_duration
 from gateway.store.users import StoreError
 
 if TYPE_CHECKING:
@@ -29,26 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_COOKIE = "mlgw_oidc_state"
-CALLBACK_PATH = "/.gateway/callback"
-SIGNED_OUT = "/.gateway/login?signed_out=1"
-
-
-def form_scope_words(form: Any) -> list[str]:
-    """A token form's scope fields as scope words (`read-only`, `experiment:12`, ...)."""
-    words = ["read-only"] if form.get("read_only") else []
-    for field, prefix in (("experiments", "experiment:"), ("models", "registered_model:")):
-        words += [
-            prefix + item.strip()
-            for item in str(form.get(field, "")).replace("\n", ",").split(",")
-            if item.strip()
-        ]
-    return words
-
-
-def form_duration(form: Any) -> timedelta | None:
-    """A token form's lifetime; None when the form names none (the token service decides)."""
-    value = str(form.get("expires_in", "")).strip()
-    return parse_duration(value) if value else None
+CALLBACK_PATH = paths.CALLBACK
+SIGNED_OUT = paths.LOGIN + "?signed_out=1"
 
 
 @dataclass(frozen=True)
@@ -77,7 +57,6 @@ class AuthPages:
         self.local_users = local_users
         self.sso_name = sso_name
         self.audit = audit
-        self.token_service = TokenService(authenticator.tokens, audit)
 
     def _event(self, request: web.Request, kind: str, **details: Any) -> None:
         ctx = context_of(request)
@@ -93,22 +72,20 @@ class AuthPages:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.get("/.gateway/login", self.login_page),
-            web.post("/.gateway/login", self.login_submit),
-            web.get("/.gateway/login/sso", self.sso_start),
+            web.get(paths.LOGIN, self.login_page),
+            web.post(paths.LOGIN, self.login_submit),
+            web.get(paths.LOGIN_SSO, self.sso_start),
             web.get(CALLBACK_PATH, self.sso_callback),
-            web.get("/.gateway/logout", self.logout_page),
-            web.post("/.gateway/logout", self.logout),
-            web.get("/.gateway/tokens", self.tokens_page),
-            web.post("/.gateway/tokens", self.tokens_create),
-            web.post("/.gateway/tokens/{token_id}/revoke", self.tokens_revoke),
+            web.get(paths.LOGOUT, self.logout_page),
+            web.post(paths.LOGOUT, self.logout),
         ]
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _page(
+    def page(
         self, request: web.Request, template: str, context: dict[str, Any], status: int = 200
     ) -> web.Response:
+        """A gateway page: the signed-in person and the header's sign-out form, never cached."""
         ctx = context_of(request)
         principal = ctx.principal
         base = {
@@ -161,7 +138,7 @@ class AuthPages:
         target = safe_next(request.query.get("next"))
         if context_of(request).principal.method == "session":
             raise web.HTTPSeeOther(target)
-        return self._page(
+        return self.page(
             request,
             "login.html",
             {
@@ -182,13 +159,13 @@ class AuthPages:
         # Login CSRF: a foreign page must not sign the browser into someone else's account.
         if not same_origin(request, self.public_origin):
             context_of(request).auth_refusal = "cross-origin sign-in form"
-            return self._page(
+            return self.page(
                 request, "login.html", {**context, "error": "Please sign in from this page."}, 403
             )
         username = str(form.get("username", "")).strip()
         password = str(form.get("password", ""))
         if not username or not password:
-            return self._page(
+            return self.page(
                 request, "login.html", {**context, "error": "Enter a user name and password."}, 400
             )
         outcome = await self.auth.password(
@@ -204,7 +181,7 @@ class AuthPages:
                 method="password",
                 reason=outcome.failure.reason,
             )
-            response = self._page(
+            response = self.page(
                 request,
                 "login.html",
                 {**context, "error": outcome.failure.message, "username": username},
@@ -239,7 +216,7 @@ class AuthPages:
     def _sso_error(self, request: web.Request, message: str, status: int) -> web.Response:
         context_of(request).auth_refusal = f"sso: {message}"
         self._event(request, "login", outcome="failure", method="oidc", reason=message)
-        response = self._page(
+        response = self.page(
             request,
             "login.html",
             {
@@ -293,7 +270,7 @@ class AuthPages:
     async def logout_page(self, request: web.Request) -> web.Response:
         """A GET never signs out (any site can make a browser GET): it asks, with a form."""
         _, session = await self._cookie_session(request)
-        return self._page(request, "logout.html", self._logout_context(session))
+        return self.page(request, "logout.html", self._logout_context(session))
 
     @staticmethod
     def _logout_context(session: SessionData | None, error: str | None = None) -> dict[str, Any]:
@@ -347,77 +324,4 @@ class AuthPages:
         message = "This sign-out was not sent from this site's own page, so nothing changed" + (
             ": you are still signed in. To sign out, use the button below." if session else "."
         )
-        return self._page(request, "logout.html", self._logout_context(session, message), 403)
-
-    # -- personal tokens -------------------------------------------------------------------------
-
-    def _tokens_owner(self, request: web.Request) -> str:
-        principal = context_of(request).principal
-        if principal.service:
-            raise web.HTTPForbidden(text="Service accounts have no personal tokens.")
-        return principal.subject
-
-    def _actor(self, request: web.Request) -> Actor:
-        ctx = context_of(request)
-        return Actor(ctx.principal, ctx.client_ip, ctx.request_id)
-
-    async def _tokens_context(self, request: web.Request) -> dict[str, Any]:
-        self._tokens_owner(request)
-        now = datetime.now(UTC)
-        tokens = await self.token_service.own(context_of(request).principal)
-        session = context_of(request).session
-        return {
-            "tokens": [(t, t.state(now)) for t in reversed(tokens)],
-            "csrf_token": session.csrf_token if session else "",
-            "tracking_uri": self.public_url,
-        }
-
-    async def tokens_page(self, request: web.Request) -> web.Response:
-        return self._page(request, "tokens.html", await self._tokens_context(request))
-
-    async def _check_form(self, request: web.Request) -> Any:
-        form = await request.post()
-        ctx = context_of(request)
-        if ctx.principal.method == "session" and not session_form(ctx.session, form):
-            ctx.auth_refusal = "token form without a valid CSRF token"
-            raise web.HTTPForbidden(text="The form expired. Reload the page and try again.")
-        return form
-
-    async def _tokens_error(self, request: web.Request, error: str, status: int) -> web.Response:
-        context = await self._tokens_context(request)
-        return self._page(request, "tokens.html", {**context, "error": error}, status)
-
-    async def tokens_create(self, request: web.Request) -> web.Response:
-        owner = self._tokens_owner(request)
-        form = await self._check_form(request)
-        name = str(form.get("name", "")).strip()
-        try:
-            record, secret = await self.token_service.create(
-                self._actor(request),
-                owner,
-                name,
-                TokenScope.parse(form_scope_words(form)),
-                form_duration(form),
-            )
-        except NotPermitted as exc:
-            context_of(request).authz_refusal = str(exc)
-            return await self._tokens_error(request, str(exc), 403)
-        except (ValueError, StoreError) as exc:
-            return await self._tokens_error(request, str(exc), 400)
-        log.info("token created: %s for %s", record.id, owner)
-        context = await self._tokens_context(request)
-        return self._page(request, "tokens.html", {**context, "created": record, "secret": secret})
-
-    async def tokens_revoke(self, request: web.Request) -> web.Response:
-        owner = self._tokens_owner(request)
-        await self._check_form(request)
-        token_id = request.match_info["token_id"]
-        try:
-            record = await self.token_service.revoke(self._actor(request), token_id, owner)
-        except NotPermitted as exc:
-            context_of(request).authz_refusal = str(exc)
-            return await self._tokens_error(request, str(exc), 403)
-        except StoreError as exc:
-            raise web.HTTPNotFound(text=str(exc)) from None
-        log.info("token revoked: %s by %s", record.id, owner)
-        raise web.HTTPSeeOther("/.gateway/tokens")
+        return self.page(request, "logout.html", self._logout_context(session, message), 403)
