@@ -36,8 +36,10 @@ from gateway.authn.lockout import Lockout, LockoutPolicy
 from gateway.authn.middleware import authn_middleware
 from gateway.authn.pages import CALLBACK_PATH, AuthPages, CookiePolicy
 from gateway.authn.passwords import PasswordVerifier
+from gateway.authn.remembered import AuthChanges, AuthListener, Remembered
 from gateway.authn.sessions import SessionStore
 from gateway.authz.authorize import Authorizer
+from gateway.authz.casbin_model import load_model
 from gateway.authz.enforcer import Enforcer
 from gateway.authz.filters import SearchFilter
 from gateway.authz.hooks import Hooks
@@ -57,6 +59,7 @@ from gateway.page_headers import page_headers_middleware
 from gateway.pipeline import MlflowPipeline
 from gateway.policy_lines import parse_lines
 from gateway.proxy import MlflowProxy
+from gateway.store.auth_version import current as current_auth_version
 from gateway.store.db import create_engine, ping
 from gateway.store.migrate import upgrade_database_in_child
 from gateway.store.policies import PolicyStore
@@ -84,6 +87,7 @@ SEARCH = web.AppKey("search_filter", SearchFilter)
 HOOKS = web.AppKey("hooks", Hooks)
 PUBSUB_REDIS = web.AppKey("pubsub_redis", aioredis.Redis)
 AUDIT = web.AppKey("audit", AuditWriter)
+AUTH_LISTENER = web.AppKey("auth_listener", AuthListener)
 
 
 def _jwt_validator(app: web.Application, settings: Settings) -> BearerValidator | None:
@@ -164,22 +168,35 @@ def create_app(settings: Settings) -> web.Application:
             "auto_decompress": False,
         },
     )
+    auth_changes = AuthChanges(redis)
+
+    async def announce_failure(username: str | None, ip: str) -> None:
+        await auth_changes.announce(failure=(username, ip), wait=False)
+
+    lockout = Lockout(
+        redis,
+        LockoutPolicy(
+            user_threshold=settings.lockout_user_threshold,
+            ip_threshold=settings.lockout_ip_threshold,
+            base_lock=settings.lockout_seconds,
+        ),
+        announce_failure,
+    )
+    remembered = Remembered()
     authenticator = Authenticator(
         users,
         tokens,
         SessionStore(redis, settings.session_idle_timeout, settings.session_max_age),
-        Lockout(
-            redis,
-            LockoutPolicy(
-                user_threshold=settings.lockout_user_threshold,
-                ip_threshold=settings.lockout_ip_threshold,
-                base_lock=settings.lockout_seconds,
-            ),
-        ),
+        lockout,
         PasswordVerifier(),
         _jwt_validator(app, settings),
         local_users=settings.local_users,
         session_cookie=SECURE_SESSION_COOKIE if settings.secure_cookies else SESSION_COOKIE,
+        remembered=remembered,
+        changes=auth_changes,
+    )
+    app[AUTH_LISTENER] = AuthListener(
+        settings.redis_url, remembered, lambda: current_auth_version(engine), lockout.hint
     )
     oidc = _oidc_client(app, settings, redis)
     public_origin = origin_of(settings.effective_public_url)
@@ -217,7 +234,10 @@ def create_app(settings: Settings) -> web.Application:
     )
     # A connection of its own for the policy channel: it waits on messages with no read timeout.
     app[PUBSUB_REDIS] = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
-    app[ENFORCER] = Enforcer(PolicyStore(engine), app[PUBSUB_REDIS])
+    # The casbin model picks the decision path (checked with the settings: it loads).
+    app[ENFORCER] = Enforcer(
+        PolicyStore(engine), app[PUBSUB_REDIS], model=load_model(settings.casbin_model)
+    )
     resolver = Resolver(
         lambda: app[PROXY].session,
         settings.upstream_url,
@@ -263,9 +283,15 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get(paths.READYZ, observability.readyz)
     app.router.add_get(paths.METRICS, observability.metrics_page)
     app.router.add_routes(pages.routes())
-    tokens_page = TokensPage(TokenService(tokens, audit), pages.page, settings.effective_public_url)
+    tokens_page = TokensPage(
+        TokenService(tokens, audit, auth_changes=auth_changes),
+        pages.page,
+        settings.effective_public_url,
+    )
     app.router.add_routes(tokens_page.routes())
-    admin_api = AdminApi(AdminService(users, tokens, app[ENFORCER], audit), resolver)
+    admin_api = AdminApi(
+        AdminService(users, tokens, app[ENFORCER], audit, auth_changes=auth_changes), resolver
+    )
     endpoints = admin_api.endpoints() + AuditApi(redis).endpoints()
     app.router.add_get(
         paths.OPENAPI,
@@ -288,6 +314,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await app[ENFORCER].store.bootstrap(parse_lines(policy_file.read_text()))
     await app[ENFORCER].load()
     app[ENFORCER].start()
+    app[AUTH_LISTENER].start()
     app[AUDIT].start()
     security_event(app[AUDIT], "gateway_started", subject="gateway", settings=settings.redacted())
     app[IDP_HTTP] = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
@@ -301,6 +328,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     security_event(app[AUDIT], "gateway_stopped", subject="gateway")
     await app[AUDIT].stop()
     await app[ENFORCER].stop()
+    await app[AUTH_LISTENER].stop()
     await app[PUBSUB_REDIS].aclose()
     await app[PROXY].close()
     await app[IDP_HTTP].close()

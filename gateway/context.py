@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,8 @@ class RequestContext:
     auth_refusal: str | None = None
     started: float = field(default_factory=time.perf_counter)
     upstream_status: int | None = None
+    # SQL statements, Redis round trips and MLflow lookups this request made (gateway/io_counts.py).
+    io: Counter[str] = field(default_factory=Counter)
     upstream_error: str | None = None
 
 

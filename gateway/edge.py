@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway.config_values import IPNetwork
 from gateway.context import REQUEST_CONTEXT, RequestContext, context_of
 from gateway.errors import BAD_REQUEST
+from gateway.io_counts import open_count
 from gateway.paths import REQUEST_ID_HEADER
 from gateway.refusals import Refused
 from gateway.target import BadTarget, parse_target
@@ -80,6 +81,7 @@ def edge_middleware(
             ctx.target = parse_target(request.raw_path)
         except BadTarget as exc:
             ctx.target_refusal = str(exc)
+        ctx.io = open_count()
         request[REQUEST_CONTEXT] = ctx
         try:
             response = await handler(request)

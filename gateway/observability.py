@@ -30,6 +30,7 @@ class Metrics:
     latency: Histogram
     upstream_errors: Counter
     lookups: Counter
+    request_io: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -75,6 +76,12 @@ class Metrics:
                 "gateway_mlflow_lookups",
                 "Calls the gateway made to MLflow to judge requests (what a request names and "
                 "which experiment owns it), by kind; remembered answers are not counted",
+                ["kind"],
+                registry=registry,
+            ),
+            request_io=Counter(
+                "gateway_request_io",
+                "SQL statements, Redis round trips and MLflow lookups made on requests' own paths",
                 ["kind"],
                 registry=registry,
             ),
@@ -141,6 +148,8 @@ def metrics_middleware(metrics: Metrics) -> Callable[..., Awaitable[web.StreamRe
             metrics.latency.labels(ctx.route_class).observe(time.perf_counter() - ctx.started)
             if ctx.upstream_error:
                 metrics.upstream_errors.labels(ctx.route_class, ctx.upstream_error).inc()
+            for kind, count in ctx.io.items():
+                metrics.request_io.labels(kind).inc(count)
 
     return measure
 

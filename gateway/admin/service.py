@@ -21,6 +21,7 @@ from gateway.audit.record import security_event
 from gateway.audit.writer import AuditWriter
 from gateway.authn.passwords import hash_password
 from gateway.authn.principal import Principal
+from gateway.authn.remembered import AuthChanges
 from gateway.authz.policy_import import stale_lines
 from gateway.policy_lines import Grouping, PolicyError, Rule, parse_lines
 from gateway.scopes import TokenScope
@@ -126,12 +127,19 @@ class AdminService(Generic[P]):
         *,
         via: str = "admin",
         token_lifetime: timedelta | None = DEFAULT_TOKEN_LIFETIME,
+        auth_changes: AuthChanges | None = None,
     ) -> None:
         self.users = users
         self.tokens = tokens
         self.policy = policy
         self._event = ChangeAudit(audit, via)
-        self.token_service = TokenService(tokens, audit, via, token_lifetime)
+        # Every replica forgets what it remembered of a changed user before the change returns.
+        self._auth_changes = auth_changes
+        self.token_service = TokenService(tokens, audit, via, token_lifetime, auth_changes)
+
+    async def _changed(self, username: str) -> None:
+        if self._auth_changes is not None:
+            await self._auth_changes.announce(user=username)
 
     async def _user(self, username: str) -> UserRecord:
         user = await self.users.get(username)
@@ -186,6 +194,7 @@ class AdminService(Generic[P]):
             await self.users.set_admin(username, admin)
         if password_hash is not None:
             await self.users.set_password(username, password_hash)
+        await self._changed(username)
         after = await self._user(username)
         states: dict[str, Any] = {"before": user_state(before), "after": user_state(after)}
         changes: dict[str, Any] = {"password_changed": True} if password_hash else {}
@@ -197,6 +206,7 @@ class AdminService(Generic[P]):
     async def add_member(self, actor: Actor, group: str, username: str) -> GroupRecord:
         before = await self._user(username)
         await self.users.add_member(group, username)
+        await self._changed(username)
         after = await self._user(username)
         self._membership(actor, "group_member_added", username, group, before, after.groups)
         return await self._group(group)
@@ -207,6 +217,7 @@ class AdminService(Generic[P]):
             await self._group(group)  # no such group at all says so
             raise Missing(f"user {username!r} is not in group {group!r}")
         await self.users.remove_member(group, username)
+        await self._changed(username)
         after = tuple(g for g in before.groups if g != group)
         self._membership(actor, "group_member_removed", username, group, before, after)
         return await self._group(group)
@@ -302,10 +313,12 @@ class TokenService:
         audit: AuditWriter,
         via: str | None = None,
         lifetime: timedelta | None = DEFAULT_TOKEN_LIFETIME,
+        auth_changes: AuthChanges | None = None,
     ) -> None:
         self.tokens = tokens
         self._event = ChangeAudit(audit, via)
         self._lifetime = lifetime
+        self._auth_changes = auth_changes
 
     async def _minting_token(self, actor: Actor) -> TokenRecord | None:
         token_id = actor.principal.token_id
@@ -379,6 +392,8 @@ class TokenService:
         if token_id == principal.token_id and principal.scope is None:
             raise Conflict("this request is made with that token; revoke it using another one")
         record = await self.tokens.revoke(token_id, owner=owner)
+        if self._auth_changes is not None:
+            await self._auth_changes.announce(token=record.id)
         self._event(
             actor,
             "token_revoked",

@@ -3,20 +3,27 @@
 Order: an Authorization header (Bearer gateway token │ Bearer IdP JWT │ Basic password │ Basic
 with a gateway token as the password) wins over a session cookie; no credentials at all is the
 anonymous principal, which later stages refuse unless a policy allows it.
+
+A check that succeeded is remembered (gateway/authn/remembered.py): the same credential again
+costs no SQL and no Redis until something about it changes, anywhere.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 from gateway.authn.credentials import CredentialRefused, looks_like_jwt
 from gateway.authn.lockout import Lockout
 from gateway.authn.passwords import PasswordVerifier
 from gateway.authn.principal import ANONYMOUS, AuthMethod, Principal
-from gateway.authn.sessions import SessionData, SessionStore
+from gateway.authn.remembered import SESSION_RECHECK, AuthChanges, Entry, Remembered
+from gateway.authn.sessions import SessionData, SessionStore, session_key
+from gateway.io_counts import off_the_request
 from gateway.store.tokens import TokenStore, looks_like_gateway_token
 from gateway.store.users import UserRecord, UserStore
 
@@ -73,6 +80,8 @@ class Authenticator:
         *,
         local_users: bool,
         session_cookie: str,
+        remembered: Remembered | None = None,
+        changes: AuthChanges | None = None,
     ) -> None:
         self.users = users
         self.tokens = tokens
@@ -82,6 +91,16 @@ class Authenticator:
         self.jwt = jwt_validator
         self.local_users = local_users
         self.session_cookie = session_cookie
+        self.remembered = remembered if remembered is not None else Remembered()
+        self.changes = changes
+        self._token_touched: dict[str, float] = {}
+
+    async def end_session(self, session_id: str) -> None:
+        """Sign a browser out here and on every replica."""
+        await self.sessions.delete(session_id)
+        self.remembered.forget(session=session_key(session_id))
+        if self.changes is not None:
+            await self.changes.announce(session=session_key(session_id))
 
     async def authenticate(
         self, authorization: str | None, cookie: str | None, client_ip: str
@@ -119,23 +138,51 @@ class Authenticator:
         )
 
     async def _token(self, secret: str, client_ip: str) -> AuthOutcome:
+        key = self.remembered.digest("token", secret)
+        if (entry := self.remembered.get(key)) is not None and not self.lockout.suspect(
+            None, client_ip
+        ):
+            self._touch_token(entry)
+            return AuthOutcome(entry.principal)
         if wait := await self.lockout.retry_after(None, client_ip):
             return _locked(wait)
         check = await self.tokens.check(secret)
         if check.owner is None or check.token is None:
             await self.lockout.record_failure(None, client_ip)
             return _refused(check.refusal or "token refused", "Invalid, expired or revoked token.")
-        principal = principal_for_user(check.owner, "token")
-        return AuthOutcome(
-            Principal(
-                subject=principal.subject,
-                method="token",
-                groups=principal.groups,
-                is_admin=principal.is_admin,
-                token_id=check.token.id,
-                scope=None if check.token.scope.unrestricted else check.token.scope,
-            )
+        user = principal_for_user(check.owner, "token")
+        principal = Principal(
+            subject=user.subject,
+            method="token",
+            groups=user.groups,
+            is_admin=user.is_admin,
+            token_id=check.token.id,
+            scope=None if check.token.scope.unrestricted else check.token.scope,
         )
+        expires = check.token.expires_at
+        self.remembered.put(
+            key,
+            Entry(
+                principal,
+                user.subject,
+                token_id=check.token.id,
+                expires_at=_aware(expires).timestamp() if expires else None,
+                checked_at=time.time(),
+            ),
+        )
+        self._token_touched[check.token.id] = time.time()
+        return AuthOutcome(principal)
+
+    def _touch_token(self, entry: Entry) -> None:
+        """The token's last use, written at most once a minute, never on the request's path."""
+        token_id = entry.token_id
+        if token_id is None or time.time() - self._token_touched.get(token_id, 0) < 60:
+            return
+        self._token_touched[token_id] = time.time()
+        if len(self._token_touched) > 100_000:
+            self._token_touched.clear()
+        at = datetime.now(UTC)
+        off_the_request(lambda: self.tokens.touch(token_id, at))
 
     async def _basic(self, credentials: str, client_ip: str) -> AuthOutcome:
         try:
@@ -156,6 +203,10 @@ class Authenticator:
         self, username: str, password: str, client_ip: str, *, method: AuthMethod
     ) -> AuthOutcome:
         """Check a username and password, with lockout. Also used by the login form."""
+        key = self.remembered.digest("password", username, password)
+        suspect = self.lockout.suspect(username, client_ip)
+        if (entry := self.remembered.get(key)) is not None and not suspect:
+            return AuthOutcome(_as_method(entry.principal, method))
         if wait := await self.lockout.retry_after(username, client_ip):
             return _locked(wait, f"sign-in of {username!r} while locked out")
         found = await self.users.credentials(username)
@@ -167,10 +218,22 @@ class Authenticator:
             return _refused(f"wrong password for {username!r}", _BAD_CREDENTIALS)
         if user.disabled:
             return _refused(f"user {username!r} is disabled", _BAD_CREDENTIALS)
-        await self.lockout.record_success(username)
-        return AuthOutcome(principal_for_user(user, method))
+        await self.lockout.record_success(username, client_ip)
+        principal = principal_for_user(user, method)
+        self.remembered.put(key, Entry(principal, user.username, checked_at=time.time()))
+        return AuthOutcome(principal)
 
     async def _session(self, session_id: str) -> AuthOutcome:
+        key = self.remembered.digest("session", session_id)
+        entry = self.remembered.get(key)
+        now = time.time()
+        if (
+            entry is not None
+            and entry.session is not None
+            and now - entry.checked_at < SESSION_RECHECK
+            and now - entry.session.created_at <= self.sessions.max_age
+        ):
+            return AuthOutcome(entry.principal, session_id=session_id, session=entry.session)
         session = await self.sessions.get(session_id)
         if session is None:
             # An expired cookie is not an attack: treat the browser as signed out.
@@ -182,11 +245,28 @@ class Authenticator:
                 f"session of disabled or deleted user {session.subject!r}",
                 "Your account is disabled.",
             )
-        return AuthOutcome(
-            principal_for_user(user, "session", session.idp_groups),
-            session_id=session_id,
-            session=session,
+        principal = principal_for_user(user, "session", session.idp_groups)
+        self.remembered.put(
+            key,
+            Entry(
+                principal,
+                user.username,
+                session=session,
+                session_key=session_key(session_id),
+                checked_at=now,
+            ),
         )
+        return AuthOutcome(principal, session_id=session_id, session=session)
+
+
+def _as_method(principal: Principal, method: AuthMethod) -> Principal:
+    if principal.method == method:
+        return principal
+    return Principal(principal.subject, method, principal.groups, principal.is_admin)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _refused(reason: str, message: str) -> AuthOutcome:

@@ -3,22 +3,24 @@
 Counters live in Redis so every replica sees them. If Redis is unreachable the counters fall back to
 this process's memory: protection weakens to per-replica but never switches off.
 
-Every request asks whether its client is locked out. A "not locked" answer from Redis is trusted for
-a second, so a busy client costs one Redis round trip per second instead of one per request; a
-failure recorded by this replica forgets it at once, and a lockout started on another replica
-applies here within that second.
+A client that is not failing costs nothing: Redis is asked whether a user or IP is locked out only
+once a failure of theirs has been seen — here, or on another replica, which announces every failure
+(`hint`). The hints last as long as the failure window. So a locked-out client is refused on
+every replica, and everyone else's requests make no Redis round trip for the lockout.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.cache import BoundedCache
+from gateway.io_counts import count_io
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,6 @@ _PREFIX = "mlgw:lockout:"
 # Lockout periods double with each lockout inside this window, up to the maximum.
 _STRIKE_WINDOW = 24 * 3600
 _MAX_LOCK = 24 * 3600
-NOT_LOCKED_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -68,44 +69,63 @@ class _LocalCounters:
         self._values.pop(key, None)
 
 
+FailureAnnouncer = Callable[[str | None, str], Awaitable[object]]
+
+
 class Lockout:
-    def __init__(self, redis: aioredis.Redis, policy: LockoutPolicy) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        policy: LockoutPolicy,
+        announce_failure: FailureAnnouncer | None = None,
+    ) -> None:
         self._redis = redis
         self.policy = policy
         self._local = _LocalCounters()
-        self._not_locked = BoundedCache(100_000, ttl=NOT_LOCKED_SECONDS)
+        # Users and IPs with failures in the window (here or announced by another replica).
+        self._suspects = BoundedCache(100_000, ttl=policy.window)
+        self._announce_failure = announce_failure
+
+    def hint(self, username: str | None, ip: str) -> None:
+        """A failure of this user or IP was seen (here or on another replica)."""
+        for kind, value in self._subjects(username, ip):
+            self._suspects.put(f"{kind}:{value}", True)
+
+    def suspect(self, username: str | None, ip: str | None) -> bool:
+        return any(
+            self._suspects.get(f"{kind}:{value}") for kind, value in self._subjects(username, ip)
+        )
 
     @staticmethod
-    def _subjects(username: str | None, ip: str) -> list[tuple[str, str]]:
-        subjects = [("ip", ip)]
+    def _subjects(username: str | None, ip: str | None) -> list[tuple[str, str]]:
+        subjects = [("ip", ip)] if ip is not None else []
         if username:
             subjects.append(("user", username.lower()))
         return subjects
 
     async def retry_after(self, username: str | None, ip: str) -> int:
         """Seconds until the user or IP may try again; 0 when not locked."""
-        keys = [
-            key
-            for kind, value in self._subjects(username, ip)
-            if self._not_locked.get(key := f"{_PREFIX}lock:{kind}:{value}") is None
-        ]
-        if not keys:
+        if not self.suspect(username, ip):
             return 0
+        keys = [f"{_PREFIX}lock:{kind}:{value}" for kind, value in self._subjects(username, ip)]
+        count_io("redis")
         try:
-            ttls = [await self._redis.ttl(key) for key in keys]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.ttl(key)
+                ttls = list(await pipe.execute())
         except RedisError:
             ttls = [self._local.ttl(key) for key in keys]
-        else:
-            for key, ttl in zip(keys, ttls, strict=True):
-                if ttl <= 0:
-                    self._not_locked.put(key, True)
         return max([t for t in ttls if t > 0], default=0)
 
     async def record_failure(self, username: str | None, ip: str) -> int:
         """Count a failure; returns the lock period started by it (0 when none)."""
         longest = 0
+        self.hint(username, ip)
+        if self._announce_failure is not None:
+            await self._announce_failure(username, ip)
         for kind, value in self._subjects(username, ip):
-            self._not_locked.drop(f"{_PREFIX}lock:{kind}:{value}")
+            count_io("redis")
             threshold = self.policy.user_threshold if kind == "user" else self.policy.ip_threshold
             fails_key = f"{_PREFIX}fails:{kind}:{value}"
             try:
@@ -144,8 +164,13 @@ class Lockout:
         self._local.set(f"{_PREFIX}lock:{kind}:{value}", seconds)
         return seconds
 
-    async def record_success(self, username: str) -> None:
+    async def record_success(self, username: str, ip: str) -> None:
+        """The user's failure count starts again (only asked of Redis if there were failures)."""
+        if not self.suspect(username, None):
+            return
+        self._suspects.drop(f"user:{username.lower()}")
         key = f"{_PREFIX}fails:user:{username.lower()}"
+        count_io("redis")
         try:
             await self._redis.delete(key)
         except RedisError:

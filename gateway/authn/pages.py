@@ -123,7 +123,7 @@ class AuthPages:
         # A fresh id at every sign-in: a session id planted before sign-in is worthless after it.
         old = request.cookies.get(self.cookies.session_name)
         if old:
-            await self.auth.sessions.delete(old)
+            await self.auth.end_session(old)
         session_id = await self.auth.sessions.create(username, method, groups, id_token)
         await self.auth.users.record_login(username)
         response = web.HTTPSeeOther(target)
@@ -299,7 +299,7 @@ class AuthPages:
             response = web.HTTPSeeOther(SIGNED_OUT)
             response.del_cookie(self.cookies.session_name, path="/")
             return response
-        await self.auth.sessions.delete(session_id)
+        await self.auth.end_session(session_id)
         target = SIGNED_OUT
         if session.login_method == "oidc" and self.oidc is not None:
             idp_logout = await self.oidc.logout_url(session.id_token, self.public_url + SIGNED_OUT)

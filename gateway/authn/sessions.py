@@ -10,10 +10,12 @@ from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
 
+from gateway.io_counts import count_io
+
 _KEY_PREFIX = "mlgw:session:"
 
 
-def _key(session_id: str) -> str:
+def session_key(session_id: str) -> str:
     # Only a hash of the id is stored: a Redis dump does not hand out live sessions.
     return _KEY_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
 
@@ -52,14 +54,15 @@ class SessionStore:
             id_token=id_token,
         )
         ttl = min(self.idle_timeout, self.max_age)
-        await self._redis.set(_key(session_id), json.dumps(asdict(data)), ex=ttl)
+        await self._redis.set(session_key(session_id), json.dumps(asdict(data)), ex=ttl)
         return session_id
 
     async def get(self, session_id: str) -> SessionData | None:
         """The session, with its idle timer restarted; None when unknown, idle or too old."""
         if not session_id or len(session_id) > 128:
             return None
-        raw = await self._redis.getex(_key(session_id), ex=self.idle_timeout)
+        count_io("redis")
+        raw = await self._redis.getex(session_key(session_id), ex=self.idle_timeout)
         if raw is None:
             return None
         fields = json.loads(raw)
@@ -71,4 +74,5 @@ class SessionStore:
         return data
 
     async def delete(self, session_id: str) -> None:
-        await self._redis.delete(_key(session_id))
+        count_io("redis")
+        await self._redis.delete(session_key(session_id))

@@ -19,6 +19,7 @@ import aiohttp
 
 from gateway.authz.canonical import Ambiguous
 from gateway.cache import BoundedCache
+from gateway.io_counts import count_io
 
 LOOKUP_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
@@ -167,6 +168,7 @@ class Resolver:
         self, kind: str, path: str, params: dict[str, str] | None = None
     ) -> dict[str, Any]:
         self._on_lookup(kind)
+        count_io("mlflow")
         try:
             async with self._session().get(
                 self._base + path, params=params, timeout=LOOKUP_TIMEOUT

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from gateway.admin.service import Actor, AdminService
 from gateway.audit.writer import AuditWriter, new_instance_id
 from gateway.authn.principal import Principal
+from gateway.authn.remembered import AuthChanges
 from gateway.authz.enforcer import CHANNEL
 from gateway.cli.common import settings_or_exit
 from gateway.config import Settings
@@ -94,6 +95,9 @@ def run_admin(
                     writer,
                     via="cli",
                     token_lifetime=None,
+                    # Gateways forget a changed user or token before the command returns (or,
+                    # with Redis away, within seconds through the database's auth version).
+                    auth_changes=AuthChanges(redis),
                 )
                 return await action(service)
             finally:

@@ -15,7 +15,9 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from gateway.io_counts import count_io
 from gateway.scopes import TokenScope
+from gateway.store import auth_version
 from gateway.store.db import SqliteReader, sqlite_reader
 from gateway.store.models import Group, Token, User, group_members
 from gateway.store.users import StoreError, UserRecord, now, validate_name
@@ -204,9 +206,17 @@ class TokenStore:
                 raise StoreError(f"no token with id {token_id!r}")
             if token.revoked_at is None:
                 token.revoked_at = now()
+                await auth_version.bump(session)
             return _token_record(token)
 
+    async def touch(self, token_id: str, at: datetime) -> None:
+        """Record the token's last use (at most once a minute per token)."""
+        count_io("sql")
+        async with self._sessions.begin() as session:
+            await session.execute(update(Token).where(Token.id == token_id).values(last_used_at=at))
+
     async def _lookup(self, secret_hash: str) -> Sequence[Sequence[Any]]:
+        count_io("sql")
         if self._reader is not None:
             try:
                 return self._reader.query(_CHECK_SQLITE, (secret_hash,))
@@ -239,8 +249,5 @@ class TokenStore:
             return TokenCheck(None, record, f"owner of token {record.id} is disabled")
         last = record.last_used_at
         if last is None or at - _aware(last) > LAST_USED_RESOLUTION:
-            async with self._sessions.begin() as session:
-                await session.execute(
-                    update(Token).where(Token.id == record.id).values(last_used_at=at)
-                )
+            await self.touch(record.id, at)
         return TokenCheck(owner, record, None)

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.io_counts import count_io
+from gateway.store import auth_version
 from gateway.store.models import Group, User
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}\Z")
@@ -113,11 +115,13 @@ class UserStore:
         return to_user_record(user)
 
     async def get(self, username: str) -> UserRecord | None:
+        count_io("sql")
         async with self._sessions() as session:
             user = await session.scalar(select(User).where(User.username == username))
             return to_user_record(user) if user else None
 
     async def credentials(self, username: str) -> tuple[UserRecord, str | None] | None:
+        count_io("sql")
         """The user and their password hash, for the authenticator alone."""
         async with self._sessions() as session:
             user = await session.scalar(select(User).where(User.username == username))
@@ -147,14 +151,17 @@ class UserStore:
     async def set_password(self, username: str, password_hash: str) -> None:
         async with self._sessions.begin() as session:
             (await self._user(session, username)).password_hash = password_hash
+            await auth_version.bump(session)
 
     async def set_disabled(self, username: str, disabled: bool) -> None:
         async with self._sessions.begin() as session:
             (await self._user(session, username)).disabled = disabled
+            await auth_version.bump(session)
 
     async def set_admin(self, username: str, is_admin: bool) -> None:
         async with self._sessions.begin() as session:
             (await self._user(session, username)).is_admin = is_admin
+            await auth_version.bump(session)
 
     async def record_login(self, username: str) -> None:
         async with self._sessions.begin() as session:
@@ -192,6 +199,7 @@ class UserStore:
             target = await self._group(session, group, create=True)
             if target not in user.groups:
                 user.groups.append(target)
+                await auth_version.bump(session)
 
     async def remove_member(self, group: str, username: str) -> None:
         async with self._sessions.begin() as session:
@@ -200,3 +208,4 @@ class UserStore:
             if target not in user.groups:
                 raise StoreError(f"user {username!r} is not in group {group!r}")
             user.groups.remove(target)
+            await auth_version.bump(session)
