@@ -14,7 +14,12 @@ Part of `bench/run.py` (`--only decisions` runs it alone). Generates realistic r
   the index's;
 - reloads: `Enforcer.load()` from a SQLite policy table after one change on another replica (the
   changed line applied from the change log) and of the whole policy (what a replica does when it
-  starts or missed too much), each with the longest pause of the event loop meanwhile.
+  starts or missed too much), each with the longest pause of the event loop meanwhile;
+- the casbin path: the same requests decided by pycasbin on a site model (`GATEWAY_CASBIN_MODEL`
+  other than the shipped one: `SITE_MODEL` below, the shipped matcher plus one condition that
+  never holds here, so every answer must equal the index's), cold (`CasbinEngine.decide`) and warm
+  (`Enforcer.decide` from its cache), loading the whole policy into pycasbin, one changed line
+  applied to pycasbin, and the same two-replica reloads as above on that path.
 """
 
 from __future__ import annotations
@@ -43,9 +48,19 @@ from bench.profile import Profile
 from bench.summary import Target, table
 from gateway.authn.principal import Principal
 from gateway.authz.actions import matches
+from gateway.authz.casbin_engine import CasbinEngine
+from gateway.authz.casbin_model import CasbinModel, load_model
 from gateway.authz.enforcer import Enforcer, subjects_of
-from gateway.authz.policy import Decision, PolicyIndex, _pattern
-from gateway.policy_lines import ADMIN_ROLE, Grouping, Rule, object_matches, parse_lines
+from gateway.authz.policy import Decider, Decision, PolicyIndex
+from gateway.policy_lines import (
+    ADMIN_ROLE,
+    Grouping,
+    PolicyDelta,
+    Rule,
+    _pattern,
+    object_matches,
+    parse_lines,
+)
 from gateway.store.db import create_engine
 from gateway.store.migrate import upgrade_database
 from gateway.store.models import Meta, PolicyRow
@@ -345,7 +360,7 @@ def percentiles(samples_ns: Sequence[int]) -> dict[str, float]:
     }
 
 
-def time_cold(index: PolicyIndex, requests: Sequence[Request]) -> tuple[list[int], list[bool]]:
+def time_cold(index: Decider, requests: Sequence[Request]) -> tuple[list[int], list[bool]]:
     """What a cache miss costs: the principal's subjects, then the index's decision."""
     items = [(r.principal, r.names, r.action) for r in requests]
     samples: list[int] = []
@@ -438,7 +453,9 @@ class LoopWatch:
             await self._task
 
 
-async def reloads(policy: GeneratedPolicy, folder: Path, repeats: int) -> dict[str, Any]:
+async def reloads(
+    policy: GeneratedPolicy, folder: Path, repeats: int, model: CasbinModel | None = None
+) -> dict[str, Any]:
     """Two replicas on one SQLite database: B loads everything, A changes one line, B catches up
     from the change log; then B reloads everything. Times and event-loop pauses of both."""
     url = f"sqlite:///{folder / 'gateway.db'}"
@@ -446,8 +463,8 @@ async def reloads(policy: GeneratedPolicy, folder: Path, repeats: int) -> dict[s
     await store_policy(engine_a, policy)
     # The Redis clients only announce changes, which is not what is timed here.
     unused = aioredis.Redis.from_url("redis://127.0.0.1:1/0")
-    replica_a = Enforcer(PolicyStore(engine_a), unused)
-    replica_b = Enforcer(PolicyStore(engine_b), unused)
+    replica_a = Enforcer(PolicyStore(engine_a), unused, model=model)
+    replica_b = Enforcer(PolicyStore(engine_b), unused, model=model)
     full, full_pause, delta, delta_pause, snapshot = [], [], [], [], []
 
     async def timed_load(seconds: list[float], pauses: list[float]) -> None:
@@ -623,7 +640,112 @@ def measure(workload: Workload, profile: Profile) -> dict[str, Any]:
         _, result["casbin_sliced_checked"] = check_casbin(
             sliced.enforce, requests, decisions, cold, order=by_user
         )
+        del sliced
+        print(f"[{workload.name}] the casbin path: a site model decided by pycasbin", flush=True)
+        result["casbin_path"] = casbin_path(policy, index, requests, cold, folder, profile)
     return result
+
+
+# A site model: the shipped one with one more condition in the matcher (nothing in quarantine,
+# whatever the rules say). No object of the benchmark is in quarantine, so every answer must be the
+# index's — but the model is not the shipped one, so pycasbin decides.
+SITE_MODEL = """[request_definition]
+r = sub, obj, act
+
+[policy_definition]
+p = sub, obj, act, eft
+
+[role_definition]
+g = _, _
+
+[policy_effect]
+e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
+
+[matchers]
+m = g(r.sub, p.sub) && objMatch(r.obj, p.obj) && actMatch(p.act, r.act, p.eft) \\
+    && (p.eft == "allow" || !g(r.sub, "role:admin")) && !regexMatch(r.obj, "^quarantine:")
+"""
+DELTA_LINES = 20
+
+
+def casbin_path(
+    policy: GeneratedPolicy,
+    index: PolicyIndex,
+    requests: Sequence[Request],
+    answers: Sequence[bool],
+    folder: Path,
+    profile: Profile,
+) -> dict[str, Any]:
+    """The requests on the casbin path: cold, warm, loading, one change, replicas' reloads."""
+    path = folder / "site-model.conf"
+    path.write_text(SITE_MODEL)
+    model = load_model(path)
+    assert not model.shipped
+    out: dict[str, Any] = {"model": model.describe(), "filtering": model.filtering}
+    loads = []
+    engine = CasbinEngine(model, index)
+    for _ in range(BUILD_REPEATS):
+        gc.collect()
+        start = time.perf_counter()
+        engine = CasbinEngine(model, index)
+        loads.append(time.perf_counter() - start)
+    out["load_s"] = statistics.median(loads)
+
+    _pattern.cache_clear()
+    cold_ns, cold = time_cold(engine, requests)
+    out["cold"] = percentiles(cold_ns)
+    mismatches = [
+        f"{requests[i]} casbin path={c} index={a}"
+        for i, (c, a) in enumerate(zip(cold, answers, strict=True))
+        if c != a
+    ]
+    out["answers"] = {
+        "requests": len(requests),
+        "mismatch_count": len(mismatches),
+        "mismatches": mismatches[:20],
+    }
+
+    enforcer = Enforcer(None, None, model=model)  # type: ignore[arg-type]  # in memory only
+    enforcer.engine = engine
+    for r in requests:
+        enforcer.decide(r.principal, r.names, r.action)
+    warm_ns: list[int] = []
+    warm_same = True
+    order = list(requests)
+    expected = {id(r): a for r, a in zip(requests, cold, strict=True)}
+    for _ in range(WARM_PASSES):
+        random.Random(len(warm_ns)).shuffle(order)
+        samples, got = time_warm(enforcer, order)
+        warm_ns += samples
+        warm_same &= all(expected[id(r)] == a for r, a in zip(order, got, strict=True))
+    out["warm"] = percentiles(warm_ns)
+    out["warm_equals_cold"] = warm_same
+
+    # One changed line, straight into pycasbin (and the index beside it): what a replica does
+    # with each line of a delta. Added, then removed again, so the policy is left as it was.
+    added: list[int] = []
+    removed: list[int] = []
+    lines = [
+        Rule(f"user:bench-delta-{k}", f"experiment:{k + 1}", "read") for k in range(DELTA_LINES)
+    ]
+    for k, line in enumerate(lines):
+        start = time.perf_counter_ns()
+        engine.apply(PolicyDelta(k, ((True, line),)))
+        added.append(time.perf_counter_ns() - start)
+    for k, line in enumerate(lines):
+        start = time.perf_counter_ns()
+        engine.apply(PolicyDelta(k, ((False, line),)))
+        removed.append(time.perf_counter_ns() - start)
+    out["delta_add"] = percentiles(added)
+    out["delta_remove"] = percentiles(removed)
+    assert engine.enforcer.get_policy() == [
+        [r.subject, r.object, r.action, r.effect] for r in index.rules
+    ]
+    del enforcer, engine
+    replicas = folder / "casbin-replicas"
+    replicas.mkdir()
+    out["reload"] = asyncio.run(reloads(policy, replicas, profile.reload_repeats, model=model))
+    return out
 
 
 def check_casbin(
@@ -707,6 +829,12 @@ def failures(results: dict[str, Any]) -> list[str]:
                 found.append(
                     f"decisions at {name}: {r[key]['mismatch_count']} differ from pycasbin"
                 )
+        path = r.get("casbin_path")
+        if path and (path["answers"]["mismatch_count"] or not path["warm_equals_cold"]):
+            found.append(
+                f"decisions at {name}: the casbin path differs from the index on "
+                f"{path['answers']['mismatch_count']} requests"
+            )
     return found
 
 
@@ -782,7 +910,57 @@ def _rows(results: dict[str, Any]) -> list[Target]:
                 and reload["delta_reload_pause_s"] < 0.05,
             )
         )
+        path = r.get("casbin_path")
+        if path:
+            found += _casbin_path_rows(name, r, path, limit)
     return found
+
+
+def _casbin_path_rows(
+    name: str, r: dict[str, Any], path: dict[str, Any], limit: float | None
+) -> list[Target]:
+    """The casbin path's rows, beside the shipped model's: no targets of their own but the
+    answers (the site model of the benchmark must answer as the index does)."""
+    answers = path["answers"]
+    reload = path["reload"]
+    return [
+        Target(
+            "Decisions",
+            f"casbin path warm p99, {name}",
+            fmt_us(path["warm"]["p99_us"]),
+            "—",
+            f"index path {fmt_us(r['warm']['p99_us'])}",
+            None,
+        ),
+        Target(
+            "Decisions",
+            f"casbin path cold p99, {name}",
+            fmt_us(path["cold"]["p99_us"]),
+            "—",
+            f"index path {fmt_us(r['cold']['p99_us'])}; p50 {fmt_us(path['cold']['p50_us'])}",
+            None,
+        ),
+        Target(
+            "Decisions",
+            f"casbin path answers = index's, {name}",
+            f"{answers['requests'] - answers['mismatch_count']:,} of {answers['requests']:,}",
+            f"all of {answers['requests']:,}",
+            "site model: the shipped matcher and one more condition",
+            answers["mismatch_count"] == 0 and path["warm_equals_cold"],
+        ),
+        Target(
+            "Decisions",
+            f"casbin path reload after one change, {name}",
+            f"{fmt_s(reload['delta_reload_s'])} (event loop paused ≤ "
+            f"{fmt_s(reload['delta_reload_pause_s'])})",
+            f"≤ {limit:g} s, requests not blocked" if limit else "—",
+            f"whole policy: {fmt_s(reload['full_reload_s'])}; into pycasbin alone "
+            f"{fmt_s(path['load_s'])}",
+            None
+            if limit is None
+            else reload["delta_reload_max_s"] <= limit and reload["delta_reload_pause_s"] < 0.05,
+        ),
+    ]
 
 
 def fmt_us(value: float) -> str:
@@ -937,5 +1115,56 @@ def render(results: dict[str, Any]) -> str:
                 ],
                 reload_rows,
             ),
+            *_render_casbin_path(runs),
         ]
     )
+
+
+def _render_casbin_path(runs: list[dict[str, Any]]) -> list[str]:
+    rows = [
+        [
+            r["workload"]["name"],
+            f"{fmt_us(c['warm']['p50_us'])} / {fmt_us(c['warm']['p99_us'])}",
+            f"{fmt_us(c['cold']['p50_us'])} / {fmt_us(c['cold']['p99_us'])}",
+            f"{fmt_us(r['cold']['p50_us'])} / {fmt_us(r['cold']['p99_us'])}",
+            f"{c['answers']['requests'] - c['answers']['mismatch_count']:,} of "
+            f"{c['answers']['requests']:,}",
+            f"{fmt_us(c['delta_add']['p50_us'])} / {fmt_us(c['delta_remove']['p50_us'])}",
+            f"{fmt_s(c['reload']['delta_reload_s'])} (loop ≤ "
+            f"{fmt_s(c['reload']['delta_reload_pause_s'])})",
+            f"{fmt_s(c['reload']['full_reload_s'])} (loop ≤ "
+            f"{fmt_s(c['reload']['full_reload_pause_s'])}); pycasbin alone {fmt_s(c['load_s'])}",
+        ]
+        for r in runs
+        for c in [r.get("casbin_path")]
+        if c
+    ]
+    if not rows:
+        return []
+    return [
+        "",
+        "The casbin path: the same requests on a site model (`GATEWAY_CASBIN_MODEL` set to the "
+        "shipped model with one more matcher condition, `SITE_MODEL` in bench/decisions.py), "
+        "so pycasbin decides: `CasbinEngine.decide` (*cold*: the model's matcher and effect "
+        "evaluated by pycasbin on the caller's subjects' rules on the resource's names, "
+        "filtered through the index) and `Enforcer.decide` from its decision cache (*warm*). "
+        "*One line into pycasbin*: a changed line applied with `add_policy` / `remove_policy` "
+        "(p50 added / removed); *one change* and *whole policy*: two `Enforcer`s on one SQLite "
+        "database, as above, on that path; *pycasbin alone*: the whole policy loaded into a new "
+        "pycasbin enforcer — what a reload per change would cost. Reproduce: "
+        "`.venv/bin/python bench/run.py --only decisions --no-docs`.",
+        "",
+        table(
+            [
+                "Policy",
+                "warm",
+                "cold",
+                "index path cold",
+                "answers = index's",
+                "one line into pycasbin",
+                "one change",
+                "whole policy",
+            ],
+            rows,
+        ),
+    ]

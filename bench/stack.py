@@ -303,9 +303,20 @@ async def import_policy(gateway: Service, lines: str) -> None:
     await admin_call(gateway, "/policy/import", {"csv": lines})
 
 
-async def user_token(gateway: Service, user: str, *grants: str) -> str:
-    """A non-admin user, the policy lines ``grants`` (CSV lines), and a token of theirs — made
-    through the admin API, as an operator's script would."""
+@dataclass(frozen=True)
+class Credentials:
+    """A non-admin user's three ways in: a password, a gateway token, a browser session."""
+
+    password: dict[str, str]  # the Authorization header of basic auth
+    token: str
+    session_cookie: str
+    username: str
+    secret: str
+
+
+async def user_credentials(gateway: Service, user: str, *grants: str) -> Credentials:
+    """A non-admin user, the policy lines ``grants`` (CSV lines), a token of theirs and a signed-in
+    browser session — made through the admin API and the sign-in form, as people would."""
     password = secrets.token_urlsafe(24)
     await admin_call(gateway, "/users", {"username": user, "password": password})
     if grants:
@@ -313,7 +324,24 @@ async def user_token(gateway: Service, user: str, *grants: str) -> str:
     created = await admin_call(
         gateway, "/me/tokens", {"name": "bench", "expires_in": "1d"}, _basic(user, password)
     )
-    return str(created["secret"])
+    async with (
+        aiohttp.ClientSession(timeout=API_TIMEOUT, cookie_jar=aiohttp.DummyCookieJar()) as session,
+        session.post(
+            gateway.url + "/.gateway/login",
+            data={"username": user, "password": password, "next": "/"},
+            headers={"Origin": gateway.url},
+            allow_redirects=False,
+        ) as response,
+    ):
+        cookie = response.headers.get("Set-Cookie", "").split(";", 1)[0]
+    if response.status != 303 or not cookie:
+        raise StackError(f"sign-in of {user} failed: HTTP {response.status}")
+    return Credentials(_basic(user, password), str(created["secret"]), cookie, user, password)
+
+
+async def user_token(gateway: Service, user: str, *grants: str) -> str:
+    """A non-admin user, the policy lines ``grants`` (CSV lines), and a token of theirs."""
+    return (await user_credentials(gateway, user, *grants)).token
 
 
 async def auth_headers(gateway: Service) -> dict[str, str]:

@@ -313,6 +313,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     policy_file = settings.policy_file or SHIPPED_POLICY
     await app[ENFORCER].store.bootstrap(parse_lines(policy_file.read_text()))
     await app[ENFORCER].load()
+    # Which decision path GATEWAY_CASBIN_MODEL chose, and an uncached decision timed on it.
+    app[ENFORCER].log_path()
     app[ENFORCER].start()
     app[AUTH_LISTENER].start()
     app[AUDIT].start()

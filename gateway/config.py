@@ -105,7 +105,7 @@ class Settings:
     )
     upstream_keepalive: bool = _opt(
         "UPSTREAM_KEEPALIVE",
-        False,
+        True,
         parse_bool,
         "reuse upstream connections (see docs/benchmarks.md)",
     )
@@ -189,6 +189,13 @@ class Settings:
         None,
         Path,
         "bootstrap policy CSV loaded into an empty installation (default: the shipped one)",
+    )
+    casbin_model: Path | None = _opt(
+        "CASBIN_MODEL",
+        None,
+        Path,
+        "casbin model file decisions follow (default: the shipped policies/model.conf; "
+        "see docs/authorization.md#the-casbin-model)",
     )
 
     # Audit.
@@ -332,9 +339,13 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     if problems:
         raise ConfigError(problems)
     settings = Settings(**values)
+    # Imported here: pycasbin reads the model only once the settings are otherwise sound.
+    from gateway.authz.casbin_model import model_problems
+
     problems = authentication_problems(settings) + tls_problems(
         settings.tls_cert_file, settings.tls_key_file
     )
+    problems += model_problems(settings.casbin_model)
     if problems:
         raise ConfigError(problems)
     return settings

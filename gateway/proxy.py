@@ -23,6 +23,8 @@ from gateway.paths import REQUEST_ID_HEADER
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 256 * 1024
+# How long an idle upstream connection is kept for reuse (uvicorn closes its own after 5 s).
+IDLE_SECONDS = 4.0
 
 HOP_BY_HOP = frozenset(
     h.lower()
@@ -178,6 +180,9 @@ class MlflowProxy:
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             force_close=not self._keepalive,
+            # Idle connections are given up before uvicorn's own 5 s keep-alive timeout closes
+            # them: a request never goes out on a connection MLflow is closing.
+            keepalive_timeout=IDLE_SECONDS if self._keepalive else None,
             enable_cleanup_closed=True,
         )
         self._session = aiohttp.ClientSession(

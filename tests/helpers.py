@@ -98,15 +98,20 @@ class MlflowServer:
 
 
 def start_mlflow(
-    workdir: Path, workers: int = 1, backend_store_uri: str | None = None
+    workdir: Path,
+    workers: int = 1,
+    backend_store_uri: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> MlflowServer:
     """MLflow on a free port, artifacts under ``workdir``; the backend store is SQLite in
-    ``workdir`` unless ``backend_store_uri`` names another (e.g. ``mysql+pymysql://…``)."""
+    ``workdir`` unless ``backend_store_uri`` names another (e.g. ``mysql+pymysql://…``).
+    ``extra_env`` is added to its environment (tests.mlflow_versions: another MLflow release)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "MLFLOW_"))}
     # MLflow's background job runner (GenAI scorers) keeps processes polling that take CPU from
     # every test on a 2-core machine; no test runs an MLflow job.
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    env.update(extra_env or {})
     argv = mlflow_server_argv(port, workdir, workers)
     if backend_store_uri is not None:
         argv[argv.index("--backend-store-uri") + 1] = backend_store_uri

@@ -31,7 +31,7 @@ class AccountPages(Pages):
         self, request: web.Request, created: tuple[str, str] | None = None
     ) -> web.Response:
         principal = context_of(request).principal
-        admin, rights = rights_of(self.service.policy.index, principal)
+        admin, rights = rights_of(self.service.policy.engine, principal)
         tokens = [] if principal.service else await self.service.token_service.own(principal)
         return self.frame.render(
             request,

@@ -135,19 +135,22 @@ class PolicyPages(Pages):
                 groups = [g.strip() for g in q.get("groups", "").split(",") if g.strip()]
                 principal = principal_of(q["user"].strip(), user, groups)
                 names = await self.api.names_of(q["object"].strip())
-                decision = explain(self.service.policy.index, principal, names, q["action"].strip())
+                decision = explain(
+                    self.service.policy.engine, principal, names, q["action"].strip()
+                )
                 result["explain"] = {
                     "decision": decision,
                     "names": names,
                     "known": user is not None,
                     "groups": sorted(principal.groups),
+                    "decided_by": self.service.policy.decided_by,
                 }
             if q.get("who_object") and q.get("who_action"):
                 names = await self.api.names_of(q["who_object"].strip())
                 result["who"] = {
                     "names": names,
                     "holders": who_can(
-                        self.service.policy.index,
+                        self.service.policy.engine,
                         await self.service.users.list(),
                         names,
                         q["who_action"].strip(),

@@ -54,7 +54,7 @@ class UserPages(Pages):
         if user is None:
             raise web.HTTPNotFound(text="No such user.")
         tokens = await self.service.tokens.list(user.username)
-        admin, rights = rights_of(self.service.policy.index, principal_of(user.username, user))
+        admin, rights = rights_of(self.service.policy.engine, principal_of(user.username, user))
         return self.frame.render(
             request,
             "admin/user.html",

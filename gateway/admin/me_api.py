@@ -51,7 +51,7 @@ class MeApi(Area):
     async def me(self, call: Call) -> dict[str, Any]:
         principal = call.principal
         session = context_of(call.request).session
-        admin, rights = rights_of(self.service.policy.index, principal)
+        admin, rights = rights_of(self.service.policy.engine, principal)
         return {
             "username": principal.subject,
             "method": principal.method,

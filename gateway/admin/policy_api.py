@@ -235,7 +235,7 @@ class PolicyApi(Area):
         user = await self.service.users.get(q["user"])
         principal = principal_of(q["user"], user, q.get("group", ()))
         names = await self.names_of(q["object"])
-        decision = explain(self.index, principal, names, q["action"])
+        decision = explain(self.service.policy.engine, principal, names, q["action"])
         return decision_json(decision, names) | {
             "user": q["user"],
             "known_user": user is not None,
@@ -247,7 +247,12 @@ class PolicyApi(Area):
     )
     async def who_can(self, call: Call) -> dict[str, Any]:
         names = await self.names_of(call.query["object"])
-        holders = who_can(self.index, await self.service.users.list(), names, call.query["action"])
+        holders = who_can(
+            self.service.policy.engine,
+            await self.service.users.list(),
+            names,
+            call.query["action"],
+        )
         return {
             "object": names[0],
             "names": list(names),

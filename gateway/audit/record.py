@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -101,6 +102,12 @@ def request_event(
     return event
 
 
+def _emit_request_event(
+    writer: AuditWriter, request: web.Request, ctx: RequestContext, status: int, bytes_out: int
+) -> None:
+    writer.emit(request_event(writer, request, ctx, status, bytes_out))
+
+
 def audit_middleware(
     writer: AuditWriter, required: bool
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -129,7 +136,11 @@ def audit_middleware(
             status = exc.status
             raise
         finally:
-            writer.emit(request_event(writer, request, ctx, status, bytes_out))
+            # Built and chained just after the answer goes out, not before: the event costs the
+            # caller nothing (call_soon keeps the order of events).
+            asyncio.get_running_loop().call_soon(
+                _emit_request_event, writer, request, ctx, status, bytes_out
+            )
 
     return record
 

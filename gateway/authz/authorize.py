@@ -30,6 +30,7 @@ from gateway.authz.resolve import (
     Resource,
     missing_message,
     model_resource,
+    skill_identity,
 )
 from gateway.authz.routes import Access, Kind, Need, RouteRule, RouteTable
 from gateway.authz.scope import scope_refusal
@@ -40,6 +41,9 @@ from gateway.workspaces import REFUSAL as WORKSPACES_REFUSAL
 from gateway.workspaces import WORKSPACE_HEADER
 
 MODEL_PREFIX = "registered_model:"
+SKILL_PREFIX = "skill:"
+# A skill version whose status becomes this is deleted, its aliases with it (manage).
+DELETED_STATUS = "deleted"
 # A trace's files live where this tag points; MLflow lets clients set it, which would let them
 # point their own trace at someone else's files and read them through it.
 STORAGE_TAG = "mlflow.artifactLocation"
@@ -73,6 +77,10 @@ class Judgement:
     decoded: bool = False
     # Registered model names as sent -> as MLflow stores them (for after-success bookkeeping).
     model_names: dict[str, str] = field(default_factory=dict)
+    # Skills (`name`, `@org/name`) as sent -> as MLflow stores them, and those the request
+    # creates (judged on `create`: their creator becomes their owner).
+    skill_names: dict[str, str] = field(default_factory=dict)
+    new_skills: list[str] = field(default_factory=list)
 
     @property
     def unrestricted(self) -> bool:
@@ -279,11 +287,23 @@ class Authorizer:
                 raise Ambiguous("'alias' is required")
             protected = self._protected.get(collation_key(aliases[0]))
             return alias_right(protected) if protected else "edit"
+        if need.action == "status":
+            statuses = params.values("status")
+            if len(statuses) > 1:
+                raise Ambiguous("'status' given more than once")
+            return "manage" if statuses == [DELETED_STATUS] else "edit"
         return need.action
 
     def _values(self, need: Need, params: Params, admin: bool) -> list[str]:
         """The keys the request gives for ``need`` (checked: once where one is expected)."""
         values = params.values(need.field) if need.field else []
+        if need.kind == Kind.SKILL and need.organization:
+            # A skill is named by its organization (if any) and its name: `@org/name`.
+            organizations = params.values(need.organization)
+            if len(organizations) > 1:
+                raise Ambiguous(f"{need.organization!r} given more than once")
+            organization = organizations[0] if organizations else ""
+            values = [skill_identity(organization, name) for name in values]
         if need.kind == Kind.RUN and need.field == "run_id":
             # MLflow falls back to the deprecated run_uuid; both naming different runs is two
             # answers to one question.
@@ -314,6 +334,15 @@ class Authorizer:
             judged: list[Judged] = []
             for value in values or [""]:
                 missing = missing_message(missing_kind(need), value)
+                if need.action == "register":
+                    # Edit on a skill that exists; create on one the request would create.
+                    resource, exists = await self.needs.registration(value)
+                    judged.append(Judged(resource, "edit" if exists else "create", missing))
+                    if exists:
+                        judgement.skill_names[value] = resource.names[0].removeprefix(SKILL_PREFIX)
+                    else:
+                        judgement.new_skills.append(value)
+                    continue
                 try:
                     resources = await self.needs.resolve(need, value, admin)
                 except NotFound:
@@ -327,6 +356,11 @@ class Authorizer:
                 judged += [Judged(r, action, missing) for r in resources]
                 if need.kind == Kind.REGISTERED_MODEL and resources:
                     judgement.model_names[value] = resources[0].names[0].removeprefix(MODEL_PREFIX)
+                if need.kind == Kind.SKILL and resources:
+                    stored = resources[0].names[0].removeprefix(SKILL_PREFIX)
+                    judgement.skill_names[value] = stored
+                    if need.action == "create":
+                        judgement.new_skills.append(value)
             if need.action == "stage" and values:
                 judged += await self._leaving_production(values[0], params, action, judged)
             return judged

@@ -1,4 +1,9 @@
-"""Decisions at request time: the policy index, a decision cache, reloads on every replica.
+"""Decisions at request time: the active path, a decision cache, reloads on every replica.
+
+The casbin model (`GATEWAY_CASBIN_MODEL`, `gateway/authz/casbin_model.py`) is loaded at start and
+picks the path: the shipped model's decisions come from the policy index; any other model's from
+pycasbin (`gateway/authz/casbin_engine.py`). Both sit behind the same decision cache, both get every
+policy change as the lines it added or removed.
 
 A change made on any replica is announced on a Redis channel; a periodic version check catches
 announcements lost while Redis was away. A replica that hears of a change reads the lines changed
@@ -14,6 +19,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+import statistics
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
@@ -22,7 +29,9 @@ from redis.exceptions import RedisError
 
 from gateway.authn.principal import AUTHENTICATED_GROUP, Principal
 from gateway.authz.actions import grants
-from gateway.authz.policy import Decision, PolicyIndex
+from gateway.authz.casbin_engine import CasbinEngine
+from gateway.authz.casbin_model import CasbinModel, load_model
+from gateway.authz.policy import Decider, Decision, PolicyIndex
 from gateway.policy_lines import ADMIN_ROLE, Grouping, PolicyDelta, Rule
 from gateway.store.policies import PolicyStore, snapshot_of
 
@@ -48,22 +57,67 @@ def subjects_of(principal: Principal) -> frozenset[str]:
     return frozenset(subjects)
 
 
-def _index_of(version: int, rows: list[tuple[str, str, str, str, str]]) -> PolicyIndex:
+def decision_cost(
+    engine: Decider,
+    requests: Iterable[tuple[frozenset[str], tuple[str, ...], str]],
+    budget_s: float,
+) -> tuple[float, int]:
+    """The median time of an uncached decision on ``engine`` (µs), over as many of ``requests``
+    as ``budget_s`` allows, and how many were timed."""
+    samples: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    for subjects, names, action in requests:
+        start = time.perf_counter()
+        engine.decide(subjects, names, action)
+        samples.append((time.perf_counter() - start) * 1e6)
+        if time.perf_counter() > deadline:
+            break
+    return (statistics.median(samples) if samples else 0.0), len(samples)
+
+
+def sample_requests(
+    rules: tuple[Rule, ...], count: int
+) -> list[tuple[frozenset[str], tuple[str, ...], str]]:
+    """Requests shaped by the policy itself: a rule's subject asking to read its object."""
+    step = max(1, len(rules) // count)
+    return [
+        (
+            frozenset({r.subject, "group:authenticated"}),
+            (r.object.replace("*", "sample"),),
+            "read",
+        )
+        for r in rules[::step][:count]
+    ]
+
+
+def engine_for(model: CasbinModel, index: PolicyIndex) -> Decider:
+    """The path that decides on ``model``: the index itself, or pycasbin beside it."""
+    return index if model.shipped else CasbinEngine(model, index)
+
+
+def _engine_of(
+    model: CasbinModel, version: int, rows: list[tuple[str, str, str, str, str]]
+) -> Decider:
     snapshot = snapshot_of(version, rows)
-    return PolicyIndex(snapshot.rules, snapshot.groupings)
+    return engine_for(model, PolicyIndex(snapshot.rules, snapshot.groupings))
 
 
-def _dismantle(index: PolicyIndex, rows: list[tuple[str, str, str, str, str]]) -> None:
-    index.dismantle()
+def _dismantle(engine: Decider, rows: list[tuple[str, str, str, str, str]]) -> None:
+    engine.dismantle()
     while rows:
         rows.pop()
 
 
 class Enforcer:
     def __init__(
-        self, store: PolicyStore, redis: aioredis.Redis, cache_size: int = 100_000
+        self,
+        store: PolicyStore,
+        redis: aioredis.Redis,
+        cache_size: int = 100_000,
+        model: CasbinModel | None = None,
     ) -> None:
         self.store = store
+        self.model = model if model is not None else load_model(None)
         self._redis = redis
         self._cache_size = cache_size
         self._cache: OrderedDict[tuple[frozenset[str], tuple[str, ...], str], Decision] = (
@@ -71,7 +125,7 @@ class Enforcer:
         )
         self._readable_ids: dict[frozenset[str], frozenset[str] | None] = {}
         self._admins: dict[frozenset[str], bool] = {}
-        self.index = PolicyIndex((), ())
+        self.engine: Decider = engine_for(self.model, PolicyIndex((), ()))
         self.version = -1
         # How the last change arrived: "delta" (lines applied) or "full" (everything reloaded).
         self.last_load = ""
@@ -91,10 +145,41 @@ class Enforcer:
                     return
             await self._load_everything()
 
+    @property
+    def index(self) -> PolicyIndex:
+        """The policy's lines, indexed (on the casbin path the filter pycasbin's rules go
+        through): what listings and exports read."""
+        engine = self.engine
+        if isinstance(engine, CasbinEngine):
+            return engine.index
+        assert isinstance(engine, PolicyIndex)
+        return engine
+
+    @index.setter
+    def index(self, index: PolicyIndex) -> None:
+        """Decide on ``index`` from now on (benchmarks and tests build one and hand it over)."""
+        self.engine = engine_for(self.model, index)
+        self._forget_answers(None)
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.engine
+
+    @property
+    def decided_by(self) -> str:
+        """Who decides, in a few words (the console's Explain page)."""
+        if self.model.shipped:
+            return "the policy index (the shipped casbin model)"
+        return f"pycasbin, on the site model {self.model.path}"
+
+    def describe(self) -> str:
+        """Which path decides and what it costs (the start log, `doctor`)."""
+        return f"authorization: {self.model.describe()}"
+
     def _apply(self, delta: PolicyDelta) -> None:
         if delta.version == self.version:
             return
-        self.index.apply(delta)
+        self.engine.apply(delta)
         self.version = delta.version
         self.last_load = "delta"
         self._forget_answers(
@@ -103,6 +188,21 @@ class Enforcer:
             )
         )
         log.debug("policy version %s: %s lines applied", delta.version, len(delta.changes))
+
+    def measured_cost(self, budget_s: float = 0.5) -> str:
+        """What an uncached decision costs on the loaded policy, timed on requests shaped by it
+        (a few dozen decisions on the event loop: said once, at start, before serving)."""
+        rules = tuple(self.index.some_rules(50))
+        p50, n = decision_cost(self.engine, sample_requests(rules, 50), budget_s)
+        return (
+            f"an uncached decision took {p50:,.0f} µs (median of {n}) on {len(self.engine):,} lines"
+        )
+
+    def log_path(self) -> str:
+        """Log (at start) the active path and an uncached decision timed on it; the line."""
+        line = f"{self.describe()}; {self.measured_cost()}"
+        log.info("%s", line)
+        return line
 
     async def _load_everything(self) -> None:
         # A full garbage collection walks every object: amid the ~400k objects of reading and
@@ -114,8 +214,8 @@ class Enforcer:
             version, rows = await self.store.raw_snapshot()
             if version == self.version:
                 return
-            index = await asyncio.to_thread(_index_of, version, rows)
-            retired, self.index, self.version = self.index, index, version
+            engine = await asyncio.to_thread(_engine_of, self.model, version, rows)
+            retired, self.engine, self.version = self.engine, engine, version
             # Freed off the event loop too, a piece at a time.
             await asyncio.to_thread(_dismantle, retired, rows)
             gc.freeze()
@@ -123,7 +223,12 @@ class Enforcer:
             gc.enable()
         self.last_load = "full"
         self._forget_answers(None)
-        log.info("policy version %s loaded: %s lines", version, len(self.index))
+        log.info(
+            "policy version %s loaded: %s lines, decided on the %s path",
+            version,
+            len(self.engine),
+            self.engine.engine,
+        )
 
     def _forget_answers(self, removed: frozenset[str] | None) -> None:
         self._cache.clear()
@@ -135,7 +240,11 @@ class Enforcer:
     def readable_experiment_ids(self, principal: Principal) -> frozenset[str] | None:
         """The ids of every experiment the policy could let ``principal`` read, when the rules
         that grant it read name experiments by id only; None when they do not (a pattern, a name,
-        an admin). A superset: deny rules are not subtracted, each result is still judged."""
+        an admin). A superset: deny rules are not subtracted, each result is still judged.
+        On the casbin path always None: a site model's matcher may reach experiments in ways the
+        rules' objects do not show, so searches are not steered (each result is still judged)."""
+        if self.engine.engine != "index":
+            return None
         subjects = subjects_of(principal)
         if subjects in self._readable_ids:
             return self._readable_ids[subjects]
@@ -166,7 +275,7 @@ class Enforcer:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        decision = self.index.decide(key[0], names, action)
+        decision = self.engine.decide(key[0], names, action)
         self._cache[key] = decision
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -175,7 +284,7 @@ class Enforcer:
     def holds_any_right(self, principal: Principal, names: tuple[str, ...]) -> bool:
         """Whether any right on the object reaches the principal (only asked on a refusal:
         a caller with none is answered as if the object did not exist)."""
-        return self.index.holds_any_right(subjects_of(principal), names)
+        return self.engine.holds_any_right(subjects_of(principal), names)
 
     def is_admin(self, principal: Principal) -> bool:
         subjects = subjects_of(principal)
@@ -183,7 +292,7 @@ class Enforcer:
         if admin is None:
             if len(self._admins) >= self._cache_size:
                 self._admins.clear()
-            admin = self._admins[subjects] = ADMIN_ROLE in self.index.closure(subjects)
+            admin = self._admins[subjects] = self.engine.is_admin(subjects)
         return admin
 
     # -- changes ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Questions about the policy, answered the way the gateway decides: explain, who-can, my rights.
 
 Shared by `mlflow-gateway policy check|who-can` and the admin console, so the shell and the browser
-never disagree.
+never disagree; each takes the active decision path (the index for the shipped model, pycasbin for
+a site model: `gateway.authz.policy.Decider`), so neither disagrees with the gateway.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 
 from gateway.authn.principal import Principal
 from gateway.authz.enforcer import subjects_of
-from gateway.authz.policy import Decision, PolicyIndex
-from gateway.policy_lines import ADMIN_ROLE, Rule
+from gateway.authz.policy import Decider, Decision
+from gateway.policy_lines import Rule
 from gateway.store.users import UserRecord
 
 
@@ -34,10 +35,8 @@ def normalise_action(action: str) -> str:
     return action.lower() if action.startswith(("promote:", "alias:")) else action
 
 
-def explain(
-    index: PolicyIndex, principal: Principal, names: tuple[str, ...], action: str
-) -> Decision:
-    return index.decide(subjects_of(principal), names, normalise_action(action))
+def explain(engine: Decider, principal: Principal, names: tuple[str, ...], action: str) -> Decision:
+    return engine.decide(subjects_of(principal), names, normalise_action(action))
 
 
 @dataclass(frozen=True)
@@ -49,18 +48,18 @@ class Holder:
 
 
 def who_can(
-    index: PolicyIndex, users: Iterable[UserRecord], names: tuple[str, ...], action: str
+    engine: Decider, users: Iterable[UserRecord], names: tuple[str, ...], action: str
 ) -> list[Holder]:
     """Policy subjects (users, groups, roles) that may, then enabled local users who may through
     their local groups or admin flag without being named in the policy themselves."""
     action = normalise_action(action)
-    found = [Holder(d.object, d.rule) for d in index.subjects_with(names, action)]
+    found = [Holder(d.object, d.rule) for d in engine.subjects_with(names, action)]
     named = {h.subject for h in found}
     for user in users:
         subject = f"user:{user.username}"
         if subject in named or user.disabled:
             continue
-        decision = index.decide(subjects_of(principal_of(user.username, user)), names, action)
+        decision = engine.decide(subjects_of(principal_of(user.username, user)), names, action)
         if decision.allowed:
             found.append(Holder(subject, decision.rule))
     return sorted(found, key=lambda h: h.subject)
@@ -74,10 +73,10 @@ class Right:
     via: str
 
 
-def _paths(index: PolicyIndex, start: frozenset[str]) -> dict[str, str]:
+def _paths(engine: Decider, start: frozenset[str]) -> dict[str, str]:
     """For every subject reachable from ``start``: the shortest chain of `g` lines to it."""
     parents: dict[str, list[str]] = {}
-    for g in index.groupings:
+    for g in engine.groupings:
         parents.setdefault(g.member, []).append(g.group)
     paths = {subject: subject for subject in start}
     todo = sorted(start)
@@ -90,8 +89,13 @@ def _paths(index: PolicyIndex, start: frozenset[str]) -> dict[str, str]:
     return paths
 
 
-def rights_of(index: PolicyIndex, principal: Principal) -> tuple[bool, list[Right]]:
-    """(is admin, every rule that applies to the principal) — what "my access" shows."""
-    paths = _paths(index, subjects_of(principal))
-    rights = [Right(rule, paths[rule.subject]) for rule in index.rules if rule.subject in paths]
-    return ADMIN_ROLE in paths, sorted(rights, key=lambda r: (r.rule.object, r.rule.action))
+def rights_of(engine: Decider, principal: Principal) -> tuple[bool, list[Right]]:
+    """(is admin, every rule that applies to the principal) — what "my access" shows. On the
+    casbin path with a matcher that does not tie rules to `g(r.sub, p.sub)`, every rule may
+    apply; those of other subjects show their own subject as the way."""
+    subjects = subjects_of(principal)
+    paths = _paths(engine, subjects)
+    rights = [Right(rule, paths.get(rule.subject, rule.subject)) for rule in engine.rules_of(paths)]
+    return engine.is_admin(subjects), sorted(
+        rights, key=lambda r: (r.rule.object, r.rule.action, r.rule.subject, r.rule.effect)
+    )

@@ -1,15 +1,15 @@
 """Bookkeeping after MLflow said yes: owners of new things, policies that follow a rename.
 
-The creator of an experiment or registered model becomes its owner (`manage`). Renaming a
-registered model moves the rules on its old name to the new one; deleting it removes them, so a new
-model with the old name inherits nothing. Other hooks keep the resolver's memory true (what a
-creation named, what a change made stale). One handler per `Hook`, in a table.
+The creator of an experiment, registered model or skill becomes its owner (`manage`). Renaming a
+registered model moves the rules on its old name to the new one; deleting it (or a skill) removes
+them, so a new one with the old name inherits nothing. Other hooks keep the resolver's memory
+true (what a creation named, what a change made stale). One handler per `Hook`, in a table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.authn.principal import Principal
@@ -37,6 +37,10 @@ class Success:
     response: dict[str, Any]
     # Registered model names as the request sent them -> as MLflow stores them.
     stored_names: Mapping[str, str]
+    # Skills as the request named them -> as MLflow stores them, and the skills the request was
+    # judged to create.
+    stored_skills: Mapping[str, str] = field(default_factory=dict)
+    new_skills: tuple[str, ...] = ()
 
     def first(self, name: str) -> str | None:
         values = self.params.values(name)
@@ -63,6 +67,8 @@ class Hooks:
             Hook.VERSION_CREATED: self._version_created,
             Hook.VERSION_DELETED: self._version_deleted,
             Hook.DATASET_CHANGED: self._dataset_changed,
+            Hook.SKILL_CREATED: self._skill_created,
+            Hook.SKILL_DELETED: self._skill_deleted,
         }
 
     async def after_success(
@@ -72,9 +78,13 @@ class Hooks:
         params: Params,
         response: dict[str, Any],
         stored_names: Mapping[str, str] | None = None,
+        stored_skills: Mapping[str, str] | None = None,
+        new_skills: tuple[str, ...] = (),
     ) -> list[str]:
         """Run ``hook``; returns what changed, for the audit log."""
-        success = Success(hook, principal, params, response, stored_names or {})
+        success = Success(
+            hook, principal, params, response, stored_names or {}, stored_skills or {}, new_skills
+        )
         return await self.handlers[hook](success)
 
     async def _own(self, success: Success, obj: str) -> list[str]:
@@ -154,6 +164,25 @@ class Hooks:
     async def _version_deleted(self, success: Success) -> list[str]:
         self.resolver.model_users.clear()
         return []
+
+    async def _skill_created(self, success: Success) -> list[str]:
+        """The creator of a skill (CreateSkill, or a registration that created it) owns it: the
+        skills judged as creations (they did not exist, and `create` on them was checked)."""
+        changed: list[str] = []
+        for identity in success.new_skills:
+            changed += await self._own(success, f"skill:{identity}")
+            self.resolver.skill_names.put(identity, identity)
+        return changed
+
+    async def _skill_deleted(self, success: Success) -> list[str]:
+        self.resolver.skill_names.clear()
+        changed: list[str] = []
+        for identity in sorted(set(success.stored_skills.values())):
+            removed = await self.enforcer.replace_object(
+                f"skill:{identity}", None, success.principal.subject
+            )
+            changed.append(f"removed {removed} rule(s) on skill:{identity}")
+        return changed
 
     async def _dataset_changed(self, success: Success) -> list[str]:
         if dataset_id := success.first("dataset_id"):

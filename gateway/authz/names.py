@@ -20,10 +20,17 @@ _MODEL_SPECIAL = ("/", ":", "*")
 
 
 def new_name_refusal(kind: str, name: str) -> str | None:
-    """Why ``name`` cannot be a new ``kind`` ('experiment' or 'registered_model'), or None."""
-    what = "experiment" if kind == "experiment" else "registered model"
+    """Why ``name`` cannot be a new ``kind`` ('experiment', 'registered_model' or 'skill': its
+    identity, `name` or `@org/name`), or None."""
+    what = {"experiment": "experiment", "skill": "skill"}.get(kind, "registered model")
     if _CONTROL.search(name):
         return f"{what} names must not contain control characters"
+    if kind == "skill":
+        # The owner rule names `skill:<identity>`: '*' would make it a pattern; one '/' parts
+        # the organization from the name (checked when the identity was read).
+        name = name.split("/", 1)[1] if name.startswith("@") else name
+        if "*" in name or "/" in name:
+            return "skill names must not contain '*' or '/'"
     special = _SPECIAL + (_MODEL_SPECIAL if kind == "registered_model" else ())
     found = sorted({c for c in special if c in name})
     if found:

@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from gateway.authz.names import new_name_refusal
-from gateway.authz.resolve import NotFound, Resolver, Resource, model_resource
+from gateway.authz.resolve import (
+    SKILL_ARTIFACT_ROOT,
+    NotFound,
+    Resolver,
+    Resource,
+    canonical_artifact_path,
+    model_resource,
+    skill_of_artifact,
+    skill_resource,
+)
 from gateway.authz.routes import Kind, Need
 from gateway.errors import INVALID_PARAMETER
 from gateway.refusals import Refused
@@ -43,6 +52,7 @@ class NeedResolver:
             Kind.PROMPT_URI: self._prompt_uri,
             Kind.ARTIFACT_LOCATION: self._artifact_location,
             Kind.LOOKUP: self._lookup,
+            Kind.SKILL: self._skill,
             Kind.OBJECT: self._object,
             Kind.NAMED: self._named,
         }
@@ -89,6 +99,9 @@ class NeedResolver:
     async def _artifact(self, need: Need, value: str, admin: bool) -> list[Resource]:
         if admin and not value.strip("/"):
             return []
+        parts = canonical_artifact_path(value)
+        if parts and parts[0] == SKILL_ARTIFACT_ROOT:
+            return await self._skill_artifact(need, parts, admin)
         experiment, logged_model = await self.r.artifact(value)
         if logged_model is None:
             return [experiment]
@@ -108,6 +121,37 @@ class NeedResolver:
 
     async def _lookup(self, need: Need, value: str, admin: bool) -> list[Resource]:
         return [await self.r.lookup(need.subject or "", value)]
+
+    async def _skill(self, need: Need, value: str, admin: bool) -> list[Resource]:
+        """``value`` is the identity the request names (`name` or `@org/name`)."""
+        if need.action == "create":
+            # A new skill is judged as sent; MLflow refuses to create one that exists.
+            check_new_name("skill", value)
+            return [skill_resource(value)]
+        return [await self.r.skill(value)]
+
+    async def registration(self, value: str) -> tuple[Resource, bool]:
+        """A skill a registration names: (it, True) when it exists, (its new name, False) when
+        the registration would create it."""
+        try:
+            return await self.r.skill(value), True
+        except NotFound:
+            check_new_name("skill", value)
+            return skill_resource(value), False
+
+    async def _skill_artifact(self, need: Need, parts: list[str], admin: bool) -> list[Resource]:
+        """Content MLflow stored for a skill version (skills/[@<org>/]<name>/<token>/…): readable
+        by the skill's readers. MLflow writes it itself; no client writes there but an admin."""
+        if admin:
+            return []
+        if need.action != "read":
+            raise PermissionError(
+                "skill content is stored by MLflow's skill registry, not uploaded"
+            )
+        identity = skill_of_artifact(parts)
+        if identity is None:
+            raise PermissionError("listing every skill's content is for admins")
+        return [await self.r.skill(identity)]
 
     async def _object(self, need: Need, value: str, admin: bool) -> list[Resource]:
         name = need.subject or ""
@@ -131,5 +175,5 @@ class NeedResolver:
 
 
 def missing_kind(need: Need) -> str:
-    """The key of a need's kind in resolve.MISSING_MESSAGES."""
+    """The key of a need's kind in resolve.MISSING_MESSAGES (or missing_message's own)."""
     return f"lookup:{need.subject}" if need.kind == Kind.LOOKUP else str(need.kind)

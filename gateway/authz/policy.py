@@ -9,9 +9,11 @@ those subjects only; answers are identical to plain casbin's (tests/unit/test_po
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from gateway.authz.actions import CREATE, matches
 from gateway.policy_lines import ADMIN_ROLE, Grouping, PolicyDelta, Rule, object_matches
@@ -26,10 +28,59 @@ class Decision:
     action: str
 
     def explain(self) -> str:
+        if self.rule is None and self.allowed:
+            # Only a site model can allow without a rule (`!some(where (p.eft == deny))`).
+            return f"no rule denies {self.action} on {self.object} (allowed by the model's effect)"
         if self.rule is None:
             return f"no rule grants {self.action} on {self.object} (denied by default)"
         verb = "allowed" if self.allowed else "denied"
         return f"{verb} by rule '{self.rule}'"
+
+
+def closure_of(parents: Mapping[str, Iterable[str]], subjects: Iterable[str]) -> frozenset[str]:
+    """The subjects plus every group and role they reach through `g` lines, at any depth: the role
+    hierarchy of both decision paths (the index's, and the role manager pycasbin asks)."""
+    seen: set[str] = set()
+    todo = list(subjects)
+    while todo:
+        subject = todo.pop()
+        if subject not in seen:
+            seen.add(subject)
+            todo.extend(parents.get(subject, ()))
+    return frozenset(seen)
+
+
+class Decider(Protocol):
+    """What decisions and their explanations ask of the active path: the index for the shipped
+    model (`PolicyIndex`), pycasbin for any other (`gateway.authz.casbin_engine.CasbinEngine`)."""
+
+    engine: str  # "index" or "casbin"
+
+    @property
+    def rules(self) -> tuple[Rule, ...]: ...
+
+    @property
+    def groupings(self) -> tuple[Grouping, ...]: ...
+
+    def __len__(self) -> int: ...
+
+    def apply(self, delta: PolicyDelta) -> None: ...
+
+    def dismantle(self) -> None: ...
+
+    def closure(self, subjects: Iterable[str]) -> frozenset[str]: ...
+
+    def rules_of(self, subjects: Iterable[str]) -> list[Rule]: ...
+
+    def decide(
+        self, subjects: frozenset[str], objects: tuple[str, ...], action: str
+    ) -> Decision: ...
+
+    def is_admin(self, subjects: frozenset[str]) -> bool: ...
+
+    def holds_any_right(self, subjects: frozenset[str], objects: tuple[str, ...]) -> bool: ...
+
+    def subjects_with(self, objects: tuple[str, ...], action: str) -> list[Decision]: ...
 
 
 @dataclass
@@ -49,6 +100,8 @@ class PolicyIndex:
     applied synchronously on the event loop, so a decision sees the policy before or after a
     change, never half of it.
     """
+
+    engine = "index"
 
     def __init__(self, rules: Iterable[Rule], groupings: Iterable[Grouping]) -> None:
         self._rules: set[Rule] = set()
@@ -149,14 +202,18 @@ class PolicyIndex:
 
     def closure(self, subjects: Iterable[str]) -> frozenset[str]:
         """The subjects plus every group and role they reach through `g` lines."""
-        seen: set[str] = set()
-        todo = list(subjects)
-        while todo:
-            subject = todo.pop()
-            if subject not in seen:
-                seen.add(subject)
-                todo.extend(self._parents.get(subject, ()))
-        return frozenset(seen)
+        return closure_of(self._parents, subjects)
+
+    def is_admin(self, subjects: frozenset[str]) -> bool:
+        return ADMIN_ROLE in self.closure(subjects)
+
+    def some_rules(self, count: int) -> list[Rule]:
+        """Up to ``count`` rules, in no particular order (without sorting them all)."""
+        return list(itertools.islice(self._rules, count))
+
+    def all_subjects(self) -> set[str]:
+        """Every subject the policy names: rules' subjects and `g` lines' members."""
+        return set(self._by_subject) | set(self._parents)
 
     def candidates(self, subjects: frozenset[str], objects: tuple[str, ...]) -> list[Rule]:
         found: list[Rule] = []
@@ -209,7 +266,7 @@ class PolicyIndex:
 
     def subjects_with(self, objects: tuple[str, ...], action: str) -> list[Decision]:
         """Every subject named in the policy that may do ``action`` on the object (who-can)."""
-        names = {r.subject for r in self._rules} | {g.member for g in self._groupings}
+        names = self.all_subjects()
         results = []
         for name in sorted(names):
             decision = self.decide(frozenset({name}), objects, action)

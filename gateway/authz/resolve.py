@@ -82,8 +82,57 @@ MISSING_MESSAGES: dict[str, str] = {
 def missing_message(kind: str, value: str) -> str | None:
     """MLflow's message for a missing object of this kind; None for kinds that name no object
     MLflow looks up (names for creation, fixed policy objects)."""
+    if kind == "skill":
+        organization, name = split_skill(value)
+        return f"Skill '{name}' not found in organization '{organization}'"
     template = MISSING_MESSAGES.get(kind)
     return template.format(value) if template else None
+
+
+# -- skills (MLflow 3.18's skill registry) --------------------------------------------------------
+# A skill is named by its organization and its name; its policy object is `skill:<name>`, or
+# `skill:@<organization>/<name>` for an organization's skill. MLflow's names cannot start with
+# '@' nor hold '/', so the two forms never meet; the gateway refuses what would break them.
+SKILL_PREFIX = "skill:"
+# Where MLflow keeps the content uploaded for a skill version: skills/[@<org>/]<name>/<token>/…
+SKILL_ARTIFACT_ROOT = "skills"
+
+
+def skill_identity(organization: str, name: str) -> str:
+    """``name``, or ``@organization/name``; Ambiguous for what no policy object could name."""
+    if not name or name.startswith("@") or any(c in name for c in "/*,") or name != name.strip():
+        raise Ambiguous(f"invalid skill name {name!r}")
+    if organization and (
+        any(c in organization for c in "/*,@") or organization != organization.strip()
+    ):
+        raise Ambiguous(f"invalid skill organization {organization!r}")
+    return f"@{organization}/{name}" if organization else name
+
+
+def split_skill(identity: str) -> tuple[str, str]:
+    """(organization, name) of ``name`` or ``@organization/name``."""
+    if identity.startswith("@") and "/" in identity:
+        organization, _, name = identity[1:].partition("/")
+        return organization, name
+    return "", identity
+
+
+def skill_resource(identity: str) -> Resource:
+    return Resource((SKILL_PREFIX + identity,), f"skill {identity!r}")
+
+
+def skill_of_artifact(parts: list[str]) -> str | None:
+    """The skill whose uploaded content an artifact path (split, canonical) is inside, or None
+    for `skills` and `skills/@<org>` themselves (every skill's, or an organization's)."""
+    rest = parts[1:]
+    organization = ""
+    if rest and rest[0].startswith("@"):
+        organization, rest = rest[0][1:], rest[1:]
+        if not organization:
+            raise Ambiguous("invalid skill artifact path")
+    if not rest:
+        return None
+    return skill_identity(organization, rest[0])
 
 
 def experiment_resource(experiment_id: str, name: str | None) -> Resource:
@@ -163,6 +212,8 @@ class Resolver:
         # A registered model's name as sent -> as MLflow stores it (they differ where the
         # backend's collation matches names case-, space- or accent-insensitively).
         self.model_names = BoundedCache(max_entries, ttl=30)
+        # A skill's identity as sent -> as MLflow stores it (the same collations).
+        self.skill_names = BoundedCache(max_entries, ttl=30)
 
     async def _get(
         self, kind: str, path: str, params: dict[str, str] | None = None
@@ -182,7 +233,8 @@ class Resolver:
                     and body.get("error_code") in _MISSING
                 ):
                     raise NotFound(path)
-                if response.status == 400:
+                # 422: a FastAPI route refused the value (a skill name it does not accept).
+                if response.status in (400, 422):
                     # Not a lookup we can answer: refuse rather than let MLflow act unjudged.
                     raise Ambiguous("MLflow rejects the id this request names")
                 if response.status != 200 or not isinstance(body, dict):
@@ -248,11 +300,31 @@ class Resolver:
 
         return model_resource(await self._cached(self.model_names, name, fetch))
 
+    async def skill(self, identity: str) -> Resource:
+        """The skill MLflow will act on for ``identity``, under its stored organization and name
+        (on MySQL/MariaDB a lookup matches them as the collation does)."""
+        organization, name = split_skill(identity)
+        path = "/api/3.0/mlflow/skills/" + (
+            f"@{quote(organization, safe='')}/" if organization else ""
+        )
+        path += quote(name, safe="")
+
+        async def fetch() -> str:
+            data = await self._get("skill", path)
+            stored_name, stored_org = data.get("name"), data.get("organization") or ""
+            if not isinstance(stored_name, str) or not isinstance(stored_org, str):
+                raise LookupFailed("skills/get answered no skill")
+            return skill_identity(stored_org, stored_name)
+
+        return skill_resource(await self._cached(self.skill_names, identity, fetch))
+
     def policy_changed(self, removed: frozenset[str] | None) -> None:
-        """Rules taken off a registered model mean it was renamed or deleted, perhaps on another
-        replica: a spelling remembered for it may now name another model."""
+        """Rules taken off a registered model (or a skill) mean it was renamed or deleted,
+        perhaps on another replica: a spelling remembered for it may now name another one."""
         if removed is None or any(o.startswith("registered_model:") for o in removed):
             self.model_names.clear()
+        if removed is None or any(o.startswith(SKILL_PREFIX) for o in removed):
+            self.skill_names.clear()
 
     def remember_model(self, name: str) -> None:
         """A model MLflow just created (or renamed to) under this stored name."""

@@ -17,6 +17,11 @@ from typing import Any
 
 ROUTES_FILE = Path(__file__).with_name("routes.toml")
 
+# The MLflow releases the route table is tested against (README: the supported range), and the
+# one the package pins (pyproject.toml's dev extra, mlflow/requirements.txt).
+SUPPORTED_MLFLOW = ("3.16.1", "3.17.2", "3.18.0")
+PINNED_MLFLOW = "3.17.2"
+
 
 class Access(StrEnum):
     POLICY = "policy"  # judged on the rule's needs
@@ -52,6 +57,7 @@ class Kind(StrEnum):
     GRAPHQL = "graphql"
     OTLP_TRACES = "otlp_traces"
     LOOKUP = "lookup"  # a GenAI object whose experiment MLflow is asked
+    SKILL = "skill"  # a skill of the skill registry: `skill:<name>`, `skill:@<org>/<name>`
     OBJECT = "object"  # a fixed policy object
     NAMED = "named"  # a policy object: prefix + the field's value
 
@@ -70,6 +76,8 @@ class Hook(StrEnum):
     VERSION_CREATED = "version_created"
     VERSION_DELETED = "version_deleted"
     DATASET_CHANGED = "dataset_changed"
+    SKILL_CREATED = "skill_created"  # the skills the request created: owners
+    SKILL_DELETED = "skill_deleted"
 
 
 class Search(StrEnum):
@@ -78,10 +86,15 @@ class Search(StrEnum):
     EXPERIMENTS = "experiments"
     REGISTERED_MODELS = "registered_models"
     MODEL_VERSIONS = "model_versions"
+    SKILLS = "skills"
 
 
-# Rights a need may ask for; "stage" and "alias" are derived from the request's own fields.
-ACTIONS = frozenset({"read", "edit", "manage", "create", "use", "stage", "alias"})
+# Rights a need may ask for; "stage", "alias", "status" and "register" are derived from the
+# request: promote:<stage>; alias:<name> for a protected alias, else edit; manage when a skill
+# version's status becomes "deleted", else edit; edit on a skill that exists, else create.
+ACTIONS = frozenset(
+    {"read", "edit", "manage", "create", "use", "stage", "alias", "status", "register"}
+)
 # Kinds whose need names its subject in the data: the lookup's kind, the object, the prefix.
 SUBJECT_KEYS = {Kind.LOOKUP: "lookup", Kind.OBJECT: "object", Kind.NAMED: "prefix"}
 
@@ -98,6 +111,49 @@ class Need:
     # LOOKUP: the object kind (issue, label_schema, …); OBJECT: the policy object; NAMED: the
     # prefix its value is appended to.
     subject: str | None = None
+    # SKILL: the field holding the skill's organization (absent or empty: no organization).
+    organization: str | None = None
+
+
+class MlflowVersions:
+    """Which MLflow releases serve a rule's routes: comma-separated clauses such as ">=3.18" or
+    ">=3.17, <4" (operators >=, >, <=, <, ==, !=; releases compared by their numbers)."""
+
+    _CLAUSE = re.compile(r"^(>=|<=|==|!=|>|<)\s*([0-9]+(?:\.[0-9]+)*)\Z")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        clauses = []
+        for part in text.split(","):
+            found = self._CLAUSE.match(part.strip())
+            if found is None:
+                raise RouteTableError(
+                    f"mlflow = {text!r}: write clauses such as '>=3.18' or '>=3.17, <4'"
+                )
+            clauses.append((found.group(1), release(found.group(2))))
+        self.clauses = tuple(clauses)
+
+    def __contains__(self, version: str) -> bool:
+        wanted = release(version)
+        for operator, bound in self.clauses:
+            width = max(len(wanted), len(bound))
+            a, b = wanted + (0,) * (width - len(wanted)), bound + (0,) * (width - len(bound))
+            if not {">=": a >= b, "<=": a <= b, "==": a == b, "!=": a != b, ">": a > b, "<": a < b}[
+                operator
+            ]:
+                return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"MlflowVersions({self.text!r})"
+
+
+def release(version: str) -> tuple[int, ...]:
+    """A release's numbers: "3.18.0" → (3, 18, 0) (a suffix such as "rc1" or ".dev0" is cut)."""
+    found = re.match(r"^\s*([0-9]+(?:\.[0-9]+)*)", version)
+    if found is None:
+        raise RouteTableError(f"{version!r} is not an MLflow release number")
+    return tuple(int(part) for part in found.group(1).split("."))
 
 
 @dataclass(frozen=True)
@@ -111,23 +167,41 @@ class RouteRule:
     filter: Search | None = None
     hook: Hook | None = None
     admin_only: bool = False
+    # The MLflow releases that serve the route (None: every supported one).
+    mlflow: MlflowVersions | None = field(default=None, compare=False)
+    # Placeholders whose values MLflow's route refuses unless they match (FastAPI Path(pattern=)).
+    path_patterns: tuple[tuple[str, str], ...] = ()
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "regex", compile_template(self.template))
+        object.__setattr__(self, "regex", compile_template(self.template, dict(self.path_patterns)))
+
+    def served_by(self, version: str) -> bool:
+        """Whether MLflow ``version`` serves this route, as the table says."""
+        return self.mlflow is None or version in self.mlflow
 
 
 _PLACEHOLDER = re.compile(r"<(?:(\w+):)?(\w+)>|\{(\w+)(?::(\w+))?\}")
 
 
-def compile_template(template: str) -> re.Pattern[str]:
-    """Flask `<conv:name>` and Starlette `{name:conv}` placeholders to a regex over the path."""
+def placeholders(template: str) -> list[str]:
+    return [m.group(2) or m.group(3) for m in _PLACEHOLDER.finditer(template)]
+
+
+def compile_template(template: str, patterns: dict[str, str] | None = None) -> re.Pattern[str]:
+    """Flask `<conv:name>` and Starlette `{name:conv}` placeholders to a regex over the path;
+    ``patterns`` narrows a placeholder to what MLflow's route accepts there."""
     pattern, last = "", 0
     for match in _PLACEHOLDER.finditer(template):
         pattern += re.escape(template[last : match.start()])
         converter = match.group(1) or match.group(4)
         name = match.group(2) or match.group(3)
-        pattern += f"(?P<{name}>.+)" if converter == "path" else f"(?P<{name}>[^/]+)"
+        if patterns and name in patterns:
+            pattern += f"(?P<{name}>{patterns[name]})"
+        elif converter == "path":
+            pattern += f"(?P<{name}>.+)"
+        else:
+            pattern += f"(?P<{name}>[^/]+)"
         last = match.end()
     pattern += re.escape(template[last:])
     return re.compile("^" + pattern + r"\Z", re.S)
@@ -141,9 +215,23 @@ class RouteTableError(ValueError):
 
 
 _RULE_KEYS = frozenset(
-    {"operation", "routes", "needs", "access", "params", "filter", "hook", "admin_only", "note"}
+    {
+        "operation",
+        "routes",
+        "needs",
+        "access",
+        "params",
+        "filter",
+        "hook",
+        "admin_only",
+        "mlflow",
+        "path_patterns",
+        "note",
+    }
 )
-_NEED_KEYS = frozenset({"kind", "field", "action", "many", "optional", *SUBJECT_KEYS.values()})
+_NEED_KEYS = frozenset(
+    {"kind", "field", "action", "many", "optional", "organization", *SUBJECT_KEYS.values()}
+)
 
 
 def _need(data: dict[str, Any]) -> Need:
@@ -159,6 +247,10 @@ def _need(data: dict[str, Any]) -> Need:
     action = data.get("action", "read")
     if action not in ACTIONS:
         raise RouteTableError(f"unknown action {action!r}")
+    if "organization" in data and kind != Kind.SKILL:
+        raise RouteTableError(f"a {kind} need has no organization")
+    if action == "register" and kind != Kind.SKILL:
+        raise RouteTableError("only a skill need is judged as a registration")
     return Need(
         kind,
         data.get("field"),
@@ -166,13 +258,35 @@ def _need(data: dict[str, Any]) -> Need:
         bool(data.get("many", False)),
         bool(data.get("optional", False)),
         data.get(subject_key) if subject_key else None,
+        data.get("organization"),
     )
+
+
+def _path_patterns(entry: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    patterns = entry.get("path_patterns", {})
+    if not isinstance(patterns, dict):
+        raise RouteTableError("path_patterns maps placeholders to regular expressions")
+    for name, regex in patterns.items():
+        if not isinstance(regex, str) or "(" in regex:
+            raise RouteTableError(f"path_patterns.{name}: a regular expression without groups")
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise RouteTableError(f"path_patterns.{name}: {exc}") from None
+        for route in entry["routes"]:
+            if name not in placeholders(route):
+                raise RouteTableError(f"path_patterns.{name}: {route!r} has no such placeholder")
+    return tuple(sorted(patterns.items()))
 
 
 def _rules(entry: dict[str, Any]) -> list[RouteRule]:
     if unknown := set(entry) - _RULE_KEYS:
         raise RouteTableError(f"unknown keys {sorted(unknown)}")
     needs = tuple(_need(n) for n in entry.get("needs", []))
+    versions = MlflowVersions(entry["mlflow"]) if "mlflow" in entry else None
+    if versions is not None and not any(v in versions for v in SUPPORTED_MLFLOW):
+        raise RouteTableError(f"mlflow = {versions.text!r} leaves out every supported MLflow")
+    patterns = _path_patterns(entry)
     rules = []
     for route in entry["routes"]:
         method, _, template = route.partition(" ")
@@ -189,6 +303,8 @@ def _rules(entry: dict[str, Any]) -> list[RouteRule]:
                 Search(entry["filter"]) if "filter" in entry else None,
                 Hook(entry["hook"]) if "hook" in entry else None,
                 bool(entry.get("admin_only", False)),
+                versions,
+                patterns,
             )
         )
     return rules
@@ -215,6 +331,11 @@ def load_rules(path: Path = ROUTES_FILE) -> tuple[RouteRule, ...]:
 
 
 RULES: tuple[RouteRule, ...] = load_rules()
+
+
+def rules_served_by(version: str, rules: tuple[RouteRule, ...] = RULES) -> list[RouteRule]:
+    """The rules whose routes MLflow ``version`` serves, as the table says."""
+    return [rule for rule in rules if rule.served_by(version)]
 
 
 # -- matching -----------------------------------------------------------------------------------

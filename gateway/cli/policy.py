@@ -8,9 +8,13 @@ from typing import Any
 
 import click
 
-from gateway.authz.explain import Holder, explain, principal_of, who_can
-from gateway.authz.policy import PolicyIndex
-from gateway.cli.common import data_dir_option
+from gateway.authn.principal import Principal
+from gateway.authz.casbin_engine import plain_casbin, plain_decide
+from gateway.authz.casbin_model import CasbinModel, load_model
+from gateway.authz.enforcer import engine_for, subjects_of
+from gateway.authz.explain import Holder, explain, normalise_action, principal_of, who_can
+from gateway.authz.policy import Decider, Decision, PolicyIndex
+from gateway.cli.common import data_dir_option, settings_or_exit
 from gateway.cli.service import CliService, cli_actor, run_admin
 from gateway.policy_lines import Grouping, PolicyError, Rule, parse_lines
 
@@ -66,6 +70,35 @@ def policy_remove(kind: str, args: tuple[str, ...], data_dir: str | None) -> Non
 
 def _snapshot(data_dir: str | None) -> Any:
     return run_admin(lambda service: service.policy.store.snapshot(), data_dir)
+
+
+def _model(data_dir: str | None) -> CasbinModel:
+    """The model the gateway decides with (`GATEWAY_CASBIN_MODEL`; checked with the settings)."""
+    return load_model(settings_or_exit(data_dir).casbin_model)
+
+
+def _active(model: CasbinModel, snapshot: Any) -> Decider:
+    """The gateway's own path on this policy: the index, or pycasbin filtered through it."""
+    return engine_for(model, PolicyIndex(snapshot.rules, snapshot.groupings))
+
+
+def _decide(
+    engine: str | None,
+    model: CasbinModel,
+    snapshot: Any,
+    principal: Principal,
+    object_: str,
+    action: str,
+) -> Decision:
+    if engine == "index" and not model.shipped:
+        raise click.UsageError(
+            f"the index decides only the shipped casbin model; {model.path} is decided by "
+            "pycasbin — leave --engine out (the gateway's own path) or use --engine casbin"
+        )
+    if engine == "casbin":
+        enforcer = plain_casbin(model, snapshot.rules, snapshot.groupings)
+        return plain_decide(enforcer, subjects_of(principal), (object_,), normalise_action(action))
+    return explain(_active(model, snapshot), principal, (object_,), action)
 
 
 @policy.command("list")
@@ -127,19 +160,30 @@ def policy_import(file: Any, replace: bool, data_dir: str | None) -> None:
 @click.option(
     "--group", "groups", multiple=True, help="Also a member of GROUP (e.g. from the IdP)."
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["index", "casbin"]),
+    default=None,
+    help="Who answers: the policy index (shipped model only) or pycasbin itself on the whole "
+    "policy (default: the gateway's active path for GATEWAY_CASBIN_MODEL).",
+)
 @data_dir_option
 def policy_check(
-    user: str, object_: str, action: str, groups: tuple[str, ...], data_dir: str | None
+    user: str,
+    object_: str,
+    action: str,
+    groups: tuple[str, ...],
+    engine: str | None,
+    data_dir: str | None,
 ) -> None:
     """May USER do ACTION on OBJECT? Prints the deciding rule; exit 0 on allow, 1 on deny."""
+    model = _model(data_dir)
 
     async def decide(service: CliService) -> Any:
         snapshot = await service.policy.store.snapshot()
         name = user.removeprefix("user:")
         principal = principal_of(name, await service.users.get(name), groups)
-        return explain(
-            PolicyIndex(snapshot.rules, snapshot.groupings), principal, (object_,), action
-        )
+        return _decide(engine, model, snapshot, principal, object_, action)
 
     decision = run_admin(decide, data_dir)
     click.echo(f"{'allow' if decision.allowed else 'deny'}: {decision.explain()}")
@@ -153,10 +197,11 @@ def policy_check(
 def policy_who_can(object_: str, action: str, data_dir: str | None) -> None:
     """List the users and groups that may do ACTION on OBJECT, each with the rule that allows it."""
 
+    model = _model(data_dir)
+
     async def who(service: CliService) -> list[Holder]:
         snapshot = await service.policy.store.snapshot()
-        index = PolicyIndex(snapshot.rules, snapshot.groupings)
-        return who_can(index, await service.users.list(), (object_,), action)
+        return who_can(_active(model, snapshot), await service.users.list(), (object_,), action)
 
     for holder in run_admin(who, data_dir):
         click.echo(f"{holder.subject}\t{holder.rule}")

@@ -8,6 +8,7 @@ real by pointing one setting at a port where nothing listens.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -44,8 +45,9 @@ def test_all_well(healthy_env: dict[str, str]) -> None:
     assert code == 0, lines
     assert failures(lines) == []
     components = [line.split()[1] for line in lines if line.startswith("ok")]
-    assert components == ["config", "mlflow", "database", "redis"]
+    assert components == ["config", "authz", "mlflow", "database", "redis"]
     assert "MLflow 3.17.2, serves artifacts" in "\n".join(lines)
+    assert "the shipped model — decisions from the policy index" in "\n".join(lines)
     assert lines[-1] == "All checks passed."
 
 
@@ -91,6 +93,33 @@ def test_configuration_problems_are_listed(healthy_env: dict[str, str]) -> None:
     assert code == 1
     assert [line.split()[1] for line in failures(lines)] == ["config"]
     assert "GATEWAY_PORT='99999' is invalid" in lines[0]
+
+
+MODELS = Path(__file__).resolve().parents[1] / "unit" / "models"
+
+
+def test_a_site_model_is_named_with_its_path_and_cost(healthy_env: dict[str, str]) -> None:
+    code, lines, _ = doctor({**healthy_env, "GATEWAY_CASBIN_MODEL": str(MODELS / "tenant.conf")})
+    assert code == 0, lines
+    [authz] = [line for line in lines if line.split()[1] == "authz"]
+    assert (
+        authz.startswith("ok") and "a site model (differs from the shipped one in matchers" in authz
+    )
+    assert (
+        "decisions by pycasbin" in authz and "an uncached decision on a 1,021-rule sample" in authz
+    )
+
+
+def test_a_model_it_cannot_serve_is_a_configuration_failure(
+    healthy_env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "model.conf"
+    bad.write_text((MODELS / "allow_override.conf").read_text().replace("g = _, _", "g = _, _, _"))
+    code, lines, _ = doctor({**healthy_env, "GATEWAY_CASBIN_MODEL": str(bad)})
+    assert code == 1
+    [line] = failures(lines)
+    assert line.split()[1] == "config"
+    assert f"GATEWAY_CASBIN_MODEL={bad} cannot be served" in line and "write g = _, _" in line
 
 
 @pytest.fixture(scope="module")

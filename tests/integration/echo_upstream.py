@@ -21,6 +21,7 @@ class Recorded:
     path: str
     headers: dict[str, list[str]]
     body_size: int
+    client_port: int = 0  # the gateway's end of the upstream connection
 
 
 @dataclass
@@ -56,7 +57,9 @@ def _handler(state: EchoState) -> type[BaseHTTPRequestHandler]:
             headers: dict[str, list[str]] = {}
             for name, value in self.headers.items():
                 headers.setdefault(name.lower(), []).append(value)
-            state.requests.append(Recorded(self.command, self.path, headers, size))
+            state.requests.append(
+                Recorded(self.command, self.path, headers, size, self.client_address[1])
+            )
             if self.path.endswith("/held"):
                 self._stream_held()
                 return

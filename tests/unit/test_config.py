@@ -17,7 +17,7 @@ def test_defaults_are_safe_and_documented() -> None:
     assert settings.effective_database_url.endswith("/data/gateway.db")
     assert settings.effective_public_url == "http://127.0.0.1:5000"
     assert settings.trusted_proxies == ()
-    assert settings.upstream_keepalive is False
+    assert settings.upstream_keepalive is True
 
 
 def test_values_are_parsed_from_gateway_variables() -> None:

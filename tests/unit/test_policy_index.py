@@ -1,19 +1,22 @@
-"""The indexed evaluator answers exactly as plain pycasbin does on the shipped model."""
+"""The indexed evaluator answers exactly as plain pycasbin does on the shipped model, loaded the
+way the gateway loads it at start (`load_model`: pycasbin reads the model file, the gateway's
+functions registered with `add_function`)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import casbin
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.authz.actions import blocks, grants, matches
+from gateway.authz.actions import blocks, grants
+from gateway.authz.casbin_engine import plain_casbin as runtime_plain_casbin
+from gateway.authz.casbin_model import load_model
 from gateway.authz.policy import PolicyIndex
 from gateway.policy_lines import Grouping, PolicyDelta, Rule, object_matches
 
-MODEL = Path(__file__).resolve().parents[2] / "policies" / "model.conf"
+# What GATEWAY_CASBIN_MODEL defaults to: the packaged copy of policies/model.conf.
+MODEL = load_model(None)
 
 USERS = [f"user:u{i}" for i in range(4)]
 GROUPS = [f"group:g{i}" for i in range(3)] + ["role:admin", "role:release"]
@@ -50,14 +53,9 @@ REQUESTED = [a for a in ACTIONS if "*" not in a]
 
 
 def plain_casbin(rules: list[Rule], groupings: list[Grouping]) -> casbin.Enforcer:
-    enforcer = casbin.Enforcer(str(MODEL))
-    enforcer.add_function("objMatch", object_matches)
-    enforcer.add_function("actMatch", matches)
-    for r in rules:
-        enforcer.add_policy(r.subject, r.object, r.action, r.effect)
-    for g in groupings:
-        enforcer.add_grouping_policy(g.member, g.group)
-    return enforcer
+    """pycasbin on the model as loaded at start, with its own role manager, the whole policy."""
+    assert MODEL.shipped  # so the gateway decides this model with the index
+    return runtime_plain_casbin(MODEL, rules, groupings)
 
 
 rule_strategy = st.builds(
