@@ -43,6 +43,7 @@ from gateway.authz.casbin_model import load_model
 from gateway.authz.enforcer import Enforcer
 from gateway.authz.filters import SearchFilter
 from gateway.authz.hooks import Hooks
+from gateway.authz.owners import OwnerRules
 from gateway.authz.resolve import Resolver
 from gateway.authz.routes import RouteTable
 from gateway.config import Settings
@@ -85,6 +86,7 @@ ENFORCER = web.AppKey("enforcer", Enforcer)
 AUTHORIZER = web.AppKey("authorizer", Authorizer)
 SEARCH = web.AppKey("search_filter", SearchFilter)
 HOOKS = web.AppKey("hooks", Hooks)
+OWNER_RULES = web.AppKey("owner_rules", OwnerRules)
 PUBSUB_REDIS = web.AppKey("pubsub_redis", aioredis.Redis)
 AUDIT = web.AppKey("audit", AuditWriter)
 AUTH_LISTENER = web.AppKey("auth_listener", AuthListener)
@@ -249,7 +251,10 @@ def create_app(settings: Settings) -> web.Application:
         RouteTable(), app[ENFORCER], resolver, frozenset(settings.protected_aliases)
     )
     app[SEARCH] = SearchFilter(lambda: app[PROXY].session, settings.upstream_url, app[ENFORCER])
-    app[HOOKS] = Hooks(app[ENFORCER], resolver)
+    # Creators' owner rules: decided on at once, journalled, stored in batches after the answer.
+    app[OWNER_RULES] = OwnerRules(app[ENFORCER], settings.data_dir, auth_changes)
+    app[AUTH_LISTENER].on_grant = app[OWNER_RULES].foreign_grant
+    app[HOOKS] = Hooks(app[ENFORCER], resolver, app[OWNER_RULES])
     app.cleanup_ctx.append(_lifecycle)
     templates = aiohttp_jinja2.setup(
         app,
@@ -312,10 +317,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await ensure_bootstrap_admin(app[USERS], settings.admin_username, settings.admin_password)
     policy_file = settings.policy_file or SHIPPED_POLICY
     await app[ENFORCER].store.bootstrap(parse_lines(policy_file.read_text()))
+    # Owner rules a process journalled but did not store before it died.
+    await app[OWNER_RULES].recover()
     await app[ENFORCER].load()
     # Which decision path GATEWAY_CASBIN_MODEL chose, and an uncached decision timed on it.
     app[ENFORCER].log_path()
     app[ENFORCER].start()
+    app[OWNER_RULES].start()
     app[AUTH_LISTENER].start()
     app[AUDIT].start()
     security_event(app[AUDIT], "gateway_started", subject="gateway", settings=settings.redacted())
@@ -328,6 +336,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     yield
     workspace_check.cancel()
     security_event(app[AUDIT], "gateway_stopped", subject="gateway")
+    await app[OWNER_RULES].stop()
     await app[AUDIT].stop()
     await app[ENFORCER].stop()
     await app[AUTH_LISTENER].stop()

@@ -14,6 +14,9 @@ the credential itself), bounded in number, and dropped:
 - whenever this replica is not subscribed (Redis away): then nothing is remembered at all, every
   request is checked against the database (fail closed).
 
+The channel also carries the owner rule of a new object, which every replica decides on before
+the creator is answered (gateway/authz/owners.py: `grant` messages, acknowledged the same way).
+
 A token's expiry and a session's absolute age are checked on every hit; a session is read again
 from Redis at least every `SESSION_RECHECK` seconds, which also restarts its idle timer there.
 """
@@ -129,7 +132,8 @@ class AuthChanges:
 
     async def announce(
         self, *, user: str | None = None, token: str | None = None, session: str | None = None,
-        failure: tuple[str | None, str] | None = None, wait: bool = True,
+        failure: tuple[str | None, str] | None = None, grant: list[str] | None = None,
+        wait: bool = True,
     ) -> bool:  # fmt: skip
         """True when every subscribed replica confirmed; False when Redis could not be told or
         a replica did not answer in time (the database's auth version still reaches it)."""
@@ -142,6 +146,8 @@ class AuthChanges:
         }
         if failure is not None:
             message["failure"] = list(failure)
+        if grant is not None:
+            message["grant"] = grant
         try:
             receivers = int(await self._redis.publish(CHANNEL, json.dumps(message)))
             if not wait:
@@ -178,6 +184,8 @@ class AuthListener:
         self.remembered = remembered
         self._auth_version = auth_version
         self._on_failure_hint = on_failure_hint
+        # Told of an owner rule another replica decides on before storing it (authz/owners.py).
+        self.on_grant: Callable[[list[str]], None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._version: object = _UNSEEN
 
@@ -194,6 +202,9 @@ class AuthListener:
         self.remembered.enabled = False
 
     def apply(self, message: dict[str, object]) -> None:
+        grant = message.get("grant")
+        if isinstance(grant, list) and self.on_grant is not None:
+            self.on_grant([str(part) for part in grant])
         failure = message.get("failure")
         if isinstance(failure, list) and len(failure) == 2:
             self._on_failure_hint(failure[0], str(failure[1]))

@@ -22,7 +22,7 @@ import logging
 import statistics
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -134,6 +134,8 @@ class Enforcer:
         # Told of every policy change applied here, whichever replica made it: the objects of
         # the rules it removed (None: the whole policy was reloaded).
         self.on_change: list[Callable[[frozenset[str] | None], None]] = []
+        # Awaited before this replica changes the policy (owner rules not yet stored go first).
+        self.before_change: list[Callable[[], Awaitable[None]]] = []
 
     async def load(self) -> None:
         """Catch up with the stored policy: the changed lines when the log has them, else all."""
@@ -230,6 +232,10 @@ class Enforcer:
             self.engine.engine,
         )
 
+    def forget_answers(self, removed: frozenset[str] | None) -> None:
+        """Drop cached answers and tell the listeners (a change made here without the store)."""
+        self._forget_answers(removed)
+
     def _forget_answers(self, removed: frozenset[str] | None) -> None:
         self._cache.clear()
         self._readable_ids.clear()
@@ -297,6 +303,14 @@ class Enforcer:
 
     # -- changes ---------------------------------------------------------------------------------
 
+    async def _settle(self) -> None:
+        for wait in self.before_change:
+            await wait()
+
+    async def announce(self) -> None:
+        """Catch up with the store, then tell the other replicas its version."""
+        await self._announce()
+
     async def _announce(self) -> None:
         await self.load()
         try:
@@ -307,18 +321,21 @@ class Enforcer:
     async def add(
         self, lines: Iterable[Rule | Grouping], actor: str | None
     ) -> list[Rule | Grouping]:
+        await self._settle()
         added = await self.store.add(lines, actor)
         if added:
             await self._announce()
         return added
 
     async def remove(self, lines: Iterable[Rule | Grouping]) -> list[Rule | Grouping]:
+        await self._settle()
         removed = await self.store.remove(lines)
         if removed:
             await self._announce()
         return removed
 
     async def replace_object(self, old: str, new: str | None, actor: str | None) -> int:
+        await self._settle()
         count = await self.store.replace_object(old, new, actor)
         if count:
             await self._announce()

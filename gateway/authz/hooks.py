@@ -15,6 +15,7 @@ from typing import Any
 from gateway.authn.principal import Principal
 from gateway.authz.canonical import Params
 from gateway.authz.enforcer import Enforcer
+from gateway.authz.owners import OwnerRules
 from gateway.authz.resolve import Resolver
 from gateway.authz.routes import Hook
 from gateway.policy_lines import Rule
@@ -52,9 +53,13 @@ class Success:
 
 
 class Hooks:
-    def __init__(self, enforcer: Enforcer, resolver: Resolver) -> None:
+    def __init__(
+        self, enforcer: Enforcer, resolver: Resolver, owners: OwnerRules | None = None
+    ) -> None:
         self.enforcer = enforcer
         self.resolver = resolver
+        # Owner rules through the journal (off the request's critical path) when given.
+        self.owners = owners
         self.handlers: dict[Hook, Callable[[Success], Awaitable[list[str]]]] = {
             Hook.EXPERIMENT_CREATED: self._experiment_created,
             Hook.EXPERIMENT_RENAMED: self._experiment_renamed,
@@ -89,7 +94,10 @@ class Hooks:
 
     async def _own(self, success: Success, obj: str) -> list[str]:
         rule = Rule(f"user:{success.principal.subject}", obj, "manage")
-        await self.enforcer.add([rule], actor=success.principal.subject)
+        if self.owners is not None:
+            await self.owners.grant(rule, actor=success.principal.subject)
+        else:
+            await self.enforcer.add([rule], actor=success.principal.subject)
         return [f"added '{rule}'"]
 
     async def _experiment_created(self, success: Success) -> list[str]:

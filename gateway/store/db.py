@@ -11,6 +11,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from gateway.io_counts import count_io
+
 ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "postgresql": "postgresql+asyncpg",
@@ -49,15 +51,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _count_statement(*_args: Any, **_kwargs: Any) -> None:
+    # Every statement a request awaits shows in gateway_request_io_total{kind="sql"}.
+    count_io("sql")
+
+
 def create_engine(url: str) -> AsyncEngine:
     async_url = async_database_url(url)
     parsed = make_url(async_url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(async_url, pool_pre_ping=True)
-    if parsed.database:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(async_url)
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        engine = create_async_engine(async_url, pool_pre_ping=True)
+    else:
+        if parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(async_url)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(engine.sync_engine, "before_cursor_execute", _count_statement)
     return engine
 
 

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.io_counts import count_io
 from gateway.store import auth_version
 from gateway.store.models import Group, User
 
@@ -115,13 +114,11 @@ class UserStore:
         return to_user_record(user)
 
     async def get(self, username: str) -> UserRecord | None:
-        count_io("sql")
         async with self._sessions() as session:
             user = await session.scalar(select(User).where(User.username == username))
             return to_user_record(user) if user else None
 
     async def credentials(self, username: str) -> tuple[UserRecord, str | None] | None:
-        count_io("sql")
         """The user and their password hash, for the authenticator alone."""
         async with self._sessions() as session:
             user = await session.scalar(select(User).where(User.username == username))
