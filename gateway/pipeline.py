@@ -58,6 +58,13 @@ async def read_judged_body(request: web.Request, rule: RouteRule) -> bytes | Non
     if compressed and rule.params != ParamSource.NONE:
         # MLflow's handlers for these parse the bytes as JSON, compressed or not.
         raise bad_request("Compressed request bodies are not accepted for this operation")
+    return await read_bounded_body(request)
+
+
+async def read_bounded_body(request: web.Request) -> bytes:
+    """The request's body, read whole; refused past MAX_JUDGED_BODY."""
+    if request.content_length is not None and request.content_length > MAX_JUDGED_BODY:
+        raise Refused(BAD_REQUEST, "Request body too large for this operation.", "body too large")
     body = await request.content.read(MAX_JUDGED_BODY + 1)
     if len(body) > MAX_JUDGED_BODY:
         raise Refused(BAD_REQUEST, "Request body too large.", "body too large")
@@ -131,10 +138,20 @@ class MlflowPipeline:
                 raise unreachable(str(exc)) from None
             return web.json_response(payload, status=status)
         if rule.hook and params is not None:
+            if body is None and request.body_exists:
+                # The answer is read for the hook, and the exchange sends only a body it is
+                # given: a body the rule does not judge (a skill version's upload) is read too.
+                body = await read_bounded_body(request)
             response, raw = await self.proxy.exchange(request, body, rewritten)
             if response.status == 200:
                 ctx.policy_changes = await self.hooks.after_success(
-                    rule.hook, ctx.principal, params, _json_object(raw), judgement.model_names
+                    rule.hook,
+                    ctx.principal,
+                    params,
+                    _json_object(raw),
+                    judgement.model_names,
+                    judgement.skill_names,
+                    tuple(judgement.new_skills),
                 )
             return response
         return await self.proxy.forward(request, body, rewritten, judgement.decoded)

@@ -27,7 +27,13 @@ import aiohttp
 from gateway.authn.principal import Principal
 from gateway.authz.canonical import Ambiguous, Params
 from gateway.authz.enforcer import Enforcer
-from gateway.authz.resolve import LookupFailed, Resource, experiment_resource, model_resource
+from gateway.authz.resolve import (
+    LookupFailed,
+    Resource,
+    experiment_resource,
+    model_resource,
+    skill_resource,
+)
 from gateway.authz.routes import Search
 from gateway.authz.scope import scope_refusal
 
@@ -50,6 +56,15 @@ class SearchSpec:
     items: str
     default_max_results: int
     readable: Callable[[dict[str, Any]], tuple[str, ...]]
+    # The client's parameters passed on upstream, and those of them that may repeat.
+    passed_on: tuple[str, ...] = ("filter", "order_by", "view_type", "max_results")
+    repeated: frozenset[str] = frozenset({"order_by"})
+
+
+def _skill_names(skill: dict[str, Any]) -> tuple[str, ...]:
+    """The policy object of a skill in a search answer: `skill:name`, `skill:@org/name`."""
+    name, organization = str(skill.get("name")), skill.get("organization") or ""
+    return skill_resource(f"@{organization}/{name}" if organization else name).names
 
 
 SEARCHES: dict[Search, SearchSpec] = {
@@ -74,8 +89,18 @@ SEARCHES: dict[Search, SearchSpec] = {
         10000,
         lambda v: model_resource(str(v.get("name"))).names,
     ),
+    # MLflow 3.18's skill registry (FastAPI): its query names the filter `filter_string`;
+    # include_skill_identities only narrows what MLflow returns (every item is judged anyway).
+    Search.SKILLS: SearchSpec(
+        "/api/3.0/mlflow/skills",
+        "GET",
+        "skills",
+        100,
+        _skill_names,
+        ("filter_string", "order_by", "max_results", "include_skill_identities"),
+        frozenset({"order_by", "include_skill_identities"}),
+    ),
 }
-_PASSED_ON = ("filter", "order_by", "view_type", "max_results")
 
 
 @dataclass(frozen=True)
@@ -179,10 +204,10 @@ class SearchFilter:
         """Status and body for the client: MLflow's error as is, or a filtered page."""
         spec = SEARCHES[name]
         query: dict[str, Any] = {}
-        for key in _PASSED_ON:
+        for key in spec.passed_on:
             values = params.values(key)
             if values:
-                query[key] = values if key == "order_by" else values[0]
+                query[key] = values if key in spec.repeated else values[0]
         try:
             wanted = int(query.get("max_results", spec.default_max_results))
         except ValueError:

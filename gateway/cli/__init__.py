@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from gateway import __version__
-from gateway.cli import accounts, audit, doctor, policy
+from gateway.cli import accounts, audit, doctor, policy, routes
 from gateway.cli.common import fail_config, load_or_exit
 from gateway.config import check_serve_settings, exposure_problems
 
@@ -83,6 +83,7 @@ for command in (
     policy.policy,
     audit.audit,
     doctor.doctor,
+    routes.routes,
 ):
     main.add_command(command)
 

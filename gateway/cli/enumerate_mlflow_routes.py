@@ -16,20 +16,23 @@ from typing import Any
 
 warnings.simplefilter("ignore")
 
+import fastapi.routing  # noqa: E402
 import mlflow  # type: ignore[import-untyped]  # noqa: E402
-from fastapi.routing import _IncludedRouter  # type: ignore[attr-defined]  # noqa: E402
 from mlflow.server import app as flask_app  # type: ignore[import-untyped]  # noqa: E402
 from mlflow.server.fastapi_app import (  # type: ignore[import-untyped]  # noqa: E402
     create_fastapi_app,
 )
 
+# FastAPI's included routers (recent releases); older ones list every route flat.
+_IncludedRouter: Any = getattr(fastapi.routing, "_IncludedRouter", None)
+
 
 def _fastapi_routes(routes: list[Any]) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for route in routes:
-        if isinstance(route, _IncludedRouter):
+        if _IncludedRouter is not None and isinstance(route, _IncludedRouter):
             for candidate in route.effective_candidates():
-                if isinstance(candidate, _IncludedRouter):
+                if _IncludedRouter is not None and isinstance(candidate, _IncludedRouter):
                     found += _fastapi_routes([candidate])
                 else:
                     methods = getattr(candidate.original_route, "methods", None) or {"*"}

@@ -23,7 +23,8 @@ def installed_mlflow_routes(workdir: Path) -> list[dict[str, str]]:
         timeout=120,
         check=True,
     )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    routes: list[dict[str, str]] = json.loads(result.stdout.strip().splitlines()[-1])["routes"]
+    return routes
 
 
 def test_no_route_of_the_installed_mlflow_uses_the_gateway_prefix(tmp_path: Path) -> None:

@@ -1,30 +1,54 @@
-"""Every route of the installed MLflow has a rule, and every rule is a route MLflow serves."""
+"""Every route of every supported MLflow has a rule, and every rule is a route the MLflow
+releases its `mlflow` clause names serve: no more, no fewer (SUPPORTED_MLFLOW; the releases other
+than the pinned one are laid over the virtualenv by tests.mlflow_versions)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from gateway.authz.routes import RULES, RouteTable
-from tests.integration.test_mlflow_routes import installed_mlflow_routes
+from gateway.authz.routes import RULES, SUPPORTED_MLFLOW, RouteTable, rules_served_by
+from gateway.cli.routes import Installed, check_routes, enumerate_installed
+from tests.mlflow_versions import environment
+
+# Routes per release, as measured (a new release's count is a fact to write down, not derive).
+ROUTE_COUNTS = {"3.16.1": 487, "3.17.2": 489, "3.18.0": 556}
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, str]]:
-    routes = installed_mlflow_routes(tmp_path_factory.mktemp("routes"))
-    return {(r["method"], r["path"]) for r in routes}
+@pytest.fixture(scope="module", params=SUPPORTED_MLFLOW)
+def installed(request: pytest.FixtureRequest) -> Installed:
+    version: str = request.param
+    overlay = environment(version, base={}).get("PYTHONPATH")
+    found = enumerate_installed(sys.executable, {"PYTHONPATH": overlay} if overlay else None)
+    assert found.version == version
+    return found
 
 
-def test_every_installed_route_has_a_rule(installed: set[tuple[str, str]]) -> None:
-    ruled = {(r.method, r.template) for r in RULES}
-    missing = sorted(installed - ruled)
+def test_every_installed_route_has_a_rule(installed: Installed) -> None:
+    report = check_routes(installed.version, installed.routes)
+    missing = list(report.unjudged)
     assert missing == [], f"MLflow routes without a rule (they would be refused): {missing}"
+    assert report.outside == (), "a rule's mlflow clause leaves out a release that serves it"
 
 
-def test_no_rule_for_a_route_mlflow_does_not_serve(installed: set[tuple[str, str]]) -> None:
-    stale = sorted({(r.method, r.template) for r in RULES} - installed)
+def test_no_rule_for_a_route_mlflow_does_not_serve(installed: Installed) -> None:
+    stale = sorted(
+        {(r.method, r.template) for r in rules_served_by(installed.version)} - installed.routes
+    )
     assert stale == []
+    assert check_routes(installed.version, installed.routes).stale == ()
+
+
+def test_route_counts(installed: Installed) -> None:
+    assert len(installed.routes) == ROUTE_COUNTS[installed.version]
+    assert len(rules_served_by(installed.version)) == ROUTE_COUNTS[installed.version]
+
+
+def test_every_rule_serves_a_supported_mlflow() -> None:
+    served = {(r.method, r.template) for v in SUPPORTED_MLFLOW for r in rules_served_by(v)}
+    assert served == {(r.method, r.template) for r in RULES}
 
 
 def test_rules_are_unique() -> None:
