@@ -8,6 +8,9 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
+# gateway/policy_files/ links to the shipped casbin model and bootstrap policy here: without them
+# the wheel would lack both, and the gateway would not start.
+COPY policies ./policies
 RUN python -m venv /opt/gateway \
     && /opt/gateway/bin/pip install --no-cache-dir .
 

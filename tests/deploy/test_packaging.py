@@ -123,6 +123,36 @@ def test_every_file_copied_and_run_exists(name: str) -> None:
         assert copied[path].is_file()
 
 
+def test_the_gateway_image_builds_with_every_packaged_file() -> None:
+    """gateway/policy_files/ links to policies/ (the shipped casbin model and bootstrap policy):
+    COPY keeps a link as a link, and setuptools leaves out a link whose target is not there, so
+    the build stage must copy the targets too — else the image's gateway cannot start."""
+    build = instructions(DOCKERFILES["gateway"])
+    build = build[: next(i for i, (keyword, _) in enumerate(build[1:], 1) if keyword == "FROM")]
+    copied = [
+        (REPO / source).resolve()
+        for keyword, args in build
+        if keyword == "COPY" and "--from=" not in args
+        for source in args.split()[:-1]
+    ]
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["gateway"]
+    links = [path for path in (REPO / "gateway").rglob("*") if path.is_symlink()]
+    assert {link.name for link in links} >= {"model.conf", "bootstrap.csv"}
+    for link in links:
+        target = link.resolve()
+        assert target.is_file(), f"{link} links to nothing"
+        assert any(target == c or target.is_relative_to(c) for c in copied), (
+            f"{link.relative_to(REPO)} links to {target.relative_to(REPO)}, which the gateway "
+            "image's build stage never copies"
+        )
+        packaged = link.relative_to(REPO / "gateway")
+        assert any(packaged.match(pattern) for pattern in package_data), (
+            f"{packaged} is not in [tool.setuptools.package-data]"
+        )
+
+
 def test_gateway_image_checks_health_and_has_no_mlflow() -> None:
     steps = final_stage(DOCKERFILES["gateway"])
     [healthcheck] = [args for keyword, args in steps if keyword == "HEALTHCHECK"]
