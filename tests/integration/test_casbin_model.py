@@ -3,8 +3,9 @@
 A site model whose effect is allow-override (`some(where (p.eft == allow))`) makes an allow + deny
 pair on one experiment allow — in `policy check` and on a real request — while the shipped model
 still denies. Two replicas on the casbin path share one PostgreSQL and one Redis: a change made on
-either is decided by pycasbin on the other within a second, as a delta (no reload). A model the
-gateway cannot serve stops it at start.
+either is decided by pycasbin on the other within a second, as a delta (no reload). A site model
+with an extra matcher condition (a tenant in registered model names) confines rules to their tenant
+on real requests and in searches. A model the gateway cannot serve stops it at start.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tests.integration.test_authn import bearer, request
 
 MODELS = Path(__file__).resolve().parents[1] / "unit" / "models"
 ALLOW_OVERRIDE = MODELS / "allow_override.conf"
+TENANT = MODELS / "tenant.conf"
 WITHIN = 1.0
 POLL = 0.02
 
@@ -53,6 +55,23 @@ def site_pair(
         finally:
             a.stop()
             b.stop()
+
+
+@pytest.fixture(scope="module")
+def tenant_gateway(
+    mlflow_server: MlflowServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    gw = start_gateway(
+        mlflow_server.url,
+        redis_server.db_url(14),
+        tmp_path_factory.mktemp("site-tenant"),
+        GATEWAY_CASBIN_MODEL=str(TENANT),
+        GATEWAY_LOCKOUT_IP_THRESHOLD="1000",
+    )
+    try:
+        yield gw
+    finally:
+        gw.stop()
 
 
 def seconds_until(condition: Callable[[], bool]) -> float:
@@ -136,6 +155,15 @@ def test_allow_override_allows_the_pair_the_shipped_model_denies(
     assert status == 200 and why["allowed"] is True and why["rule"]["effect"] == "allow"
     status, who = call(site, "GET", f"/policy/who-can?object=experiment:{experiment}&action=read")
     assert "user:erin" in {h["subject"] for h in who["holders"]}
+    status, _, page = request(
+        site,
+        f"/.gateway/admin/explain?user=erin&object=experiment:{experiment}&action=read",
+        headers=site.auth,
+    )
+    text = page.decode()
+    assert status == 200, text
+    assert f"p, user:erin, experiment:{experiment}, read, allow" in text
+    assert f"decided by pycasbin, on the site model {ALLOW_OVERRIDE}" in text
 
     def audited() -> bool:
         result = run_cli("audit", "search", "--actor", "erin", "--json", env=site.env)
@@ -151,6 +179,51 @@ def test_allow_override_allows_the_pair_the_shipped_model_denies(
     while not audited():
         assert time.monotonic() < deadline, "no audit event with the casbin path's rule"
         time.sleep(0.2)
+
+
+def test_a_tenant_condition_in_the_matcher_confines_rules_to_their_tenant(
+    tenant_gateway: Gateway,
+) -> None:
+    """tests/unit/models/tenant.conf: outside admins, a rule reaches `<tenant>.<name>` only for
+    members of group:tenant-<tenant> — a condition the shipped model does not have."""
+    gw = tenant_gateway
+    suffix = time.time_ns()
+    acme, zeta, plain = f"acme.fraud-{suffix}", f"zeta.churn-{suffix}", f"plain-{suffix}"
+    for name in (acme, zeta, plain):
+        status, _, body = request(
+            gw,
+            "/api/2.0/mlflow/registered-models/create",
+            "POST",
+            {**gw.auth, "Content-Type": "application/json"},
+            json.dumps({"name": name}).encode(),
+        )
+        assert status == 200, body
+    # Group memberships as an IdP or the user store brings them, not `g` lines.
+    gw.add_user("ann", "casbin-model-password-3", "ds", "tenant-acme")
+    gw.cli("policy", "add", "p", "group:ds", "registered_model:*", "read")
+    ann = bearer(gw.token("ann", "ann-ci"))
+
+    def get(name: str) -> int:
+        return request(gw, f"/api/2.0/mlflow/registered-models/get?name={name}", headers=ann)[0]
+
+    assert get(acme) == 200 and get(plain) == 200
+    assert get(zeta) == 404  # no right reaches it: answered as missing
+    # Searches are filtered by the same decisions.
+    status, _, body = request(
+        gw, f"/api/2.0/mlflow/registered-models/search?filter=name+LIKE+'%25{suffix}'", headers=ann
+    )
+    assert status == 200, body
+    assert sorted(m["name"] for m in json.loads(body)["registered_models"]) == sorted([acme, plain])
+    # `policy check` answers on the active path, and pycasbin asked directly agrees.
+    assert check(gw, "ann", f"registered_model:{acme}", "read")[0] == 0
+    for engine in ((), ("--engine", "casbin")):
+        code, out = check(gw, "ann", f"registered_model:{zeta}", "read", *engine)
+        assert code == 1 and out.startswith("deny:"), out
+    # A member of the other tenant (from the IdP: --group) is let in, admins always are.
+    assert check(gw, "ann", f"registered_model:{zeta}", "read", "--group", "tenant-zeta")[0] == 0
+    assert (
+        request(gw, f"/api/2.0/mlflow/registered-models/get?name={zeta}", headers=gw.auth)[0] == 200
+    )
 
 
 def test_the_start_log_names_the_path(gateway: Gateway, site_pair: tuple[Gateway, Gateway]) -> None:
