@@ -22,6 +22,8 @@ CLIENT_MODES = (KEEPALIVE, FRESH)
 DIRECT = "direct"
 GATEWAY_KEEPALIVE_OFF = "gateway, upstream keep-alive off"
 GATEWAY_KEEPALIVE_ON = "gateway, upstream keep-alive on"
+# The same gateway, the admin's username and password instead of a token (basic auth).
+GATEWAY_PASSWORD = "gateway, upstream keep-alive on, password"
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
 SLICE_WARMUP = 2  # re-establish a connection the server may have idled out between rounds
 
@@ -34,9 +36,10 @@ class Endpoint:
     json: dict[str, Any] | None = None
 
 
+HEALTH = Endpoint("health", "GET", "/health")
 SEARCH = Endpoint("experiments/search", "GET", "/api/2.0/mlflow/experiments/search?max_results=10")
 CREATE = Endpoint("runs/create", "POST", "/api/2.0/mlflow/runs/create", {"experiment_id": "0"})
-ENDPOINTS = (SEARCH, CREATE)
+ENDPOINTS = (HEALTH, SEARCH, CREATE)
 
 
 @dataclass(frozen=True)

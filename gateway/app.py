@@ -74,21 +74,24 @@ if TYPE_CHECKING:
 STATIC_DIR = Path(__file__).with_name("static")
 SHIPPED_POLICY = Path(__file__).with_name("policy_files") / "bootstrap.csv"
 
+# What the app holds. Connections and stores:
 SETTINGS = web.AppKey("settings", Settings)
-PROXY = web.AppKey("proxy", MlflowProxy)
 REDIS = web.AppKey("redis", aioredis.Redis)
+PUBSUB_REDIS = web.AppKey("pubsub_redis", aioredis.Redis)
 DATABASE = web.AppKey("database", AsyncEngine)
-METRICS = web.AppKey("metrics", Metrics)
 USERS = web.AppKey("users", UserStore)
 TOKENS = web.AppKey("tokens", TokenStore)
 IDP_HTTP = web.AppKey("idp_http", aiohttp.ClientSession)
+# The request's stages:
+PROXY = web.AppKey("proxy", MlflowProxy)
 ENFORCER = web.AppKey("enforcer", Enforcer)
 AUTHORIZER = web.AppKey("authorizer", Authorizer)
 SEARCH = web.AppKey("search_filter", SearchFilter)
 HOOKS = web.AppKey("hooks", Hooks)
+# What runs beside the requests:
 OWNER_RULES = web.AppKey("owner_rules", OwnerRules)
-PUBSUB_REDIS = web.AppKey("pubsub_redis", aioredis.Redis)
 AUDIT = web.AppKey("audit", AuditWriter)
+METRICS = web.AppKey("metrics", Metrics)
 AUTH_LISTENER = web.AppKey("auth_listener", AuthListener)
 
 

@@ -3,13 +3,15 @@
 `emit` never waits: it chains the event (sequence number and hash of the previous event of this
 instance), serialises it once and queues it. A background task drains the queue in batches (it
 lingers a few milliseconds so a quiet gateway still writes a handful of events per round trip);
-each batch is one call of a small Lua script that adds every event to the stream and records, per
-instance, the last sequence number stored — atomically, and packed as one command rather than one
-command per event. When Redis cannot be reached, batches
+each batch is one call of a small Lua script that adds every event to the stream, adds its stream
+id to the index sets of its actor, resources and actions (gateway/audit/index.py), trims those
+sets as the stream is trimmed, and records, per instance, the last sequence number stored —
+atomically, and packed as one command rather than one command per event. When Redis cannot be reached, batches
 go to an append-only spool file (fsync'd per batch) and every later event follows them there, so
 order is kept; when Redis is back the spool is replayed in order. A replayed event keeps its id and
 sequence number, and events whose number Redis already has are skipped: a replay that crashed half
-way duplicates nothing when it runs again.
+way duplicates nothing when it runs again. Replayed events go through the same script, so they are
+indexed like the others.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.audit import index
 from gateway.audit.events import GENESIS, base_event, sealed
+from gateway.background import Background
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +46,57 @@ BATCH = 500
 LINGER_SECONDS = 0.02
 REPLAY_INTERVAL = 1.0
 
-# KEYS: the stream, the instance's last-sequence key. ARGV: maxlen, last sequence, then the events.
+# KEYS: the stream, the instance's last-sequence key, the index registry, the index's first id,
+# then the index sets of these events. ARGV: maxlen, last sequence, how many stale index sets
+# to trim at most, then per event: its stored form, how many index sets it belongs to, and their
+# positions in KEYS.
 _ADD_BATCH = """
-for i = 3, #ARGV do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
+local function member(id)
+  local dash = string.find(id, '-', 1, true)
+  local ms, seq = string.sub(id, 1, dash - 1), string.sub(id, dash + 1)
+  return string.rep('0', 13 - #ms) .. ms .. string.rep('0', 10 - #seq) .. seq, tonumber(ms)
+end
+local i, added, first = 4, 0, nil
+local seen = {}
+while i <= #ARGV do
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
+  first = first or id
+  local m, ms = member(id)
+  for j = 1, tonumber(ARGV[i + 1]) do
+    local key = KEYS[tonumber(ARGV[i + 1 + j])]
+    redis.call('ZADD', key, 0, m)
+    if not seen[key] then
+      seen[key] = true
+      redis.call('ZADD', KEYS[3], 'NX', ms, key)
+    end
+  end
+  i = i + 2 + tonumber(ARGV[i + 1])
+  added = added + 1
 end
 redis.call('SET', KEYS[2], ARGV[2])
-return #ARGV - 2
+if first then redis.call('SET', KEYS[4], first, 'NX') end
+-- Trim the index as MAXLEN trimmed the stream: the sets whose oldest member is older than the
+-- stream's oldest event lose what is older, and an emptied set leaves the registry.
+local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+if oldest then
+  local m, ms = member(oldest[1])
+  local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ms, 'LIMIT', 0, ARGV[3])
+  for _, key in ipairs(stale) do
+    redis.call('ZREMRANGEBYLEX', key, '-', '(' .. m)
+    local head = redis.call('ZRANGE', key, 0, 0)[1]
+    if head then
+      redis.call('ZADD', KEYS[3], 'XX', tonumber(string.sub(head, 1, 13)), key)
+    else
+      redis.call('ZREM', KEYS[3], key)
+    end
+  end
+end
+return added
 """
+# Stale index sets trimmed per batch at most (the rest at the next batches).
+TRIM_SETS = 1000
+# The script's KEYS before the index sets.
+FIXED_KEYS = 4
 
 # (the event, its stored form)
 Queued = tuple[dict[str, Any], bytes]
@@ -88,7 +135,7 @@ class AuditWriter:
         self._queue: asyncio.Queue[Queued] = asyncio.Queue()
         self._add_batch = redis.register_script(_ADD_BATCH)
         self._spool_lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._background = Background()
         self.state = WriterState()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -126,20 +173,13 @@ class AuditWriter:
     def start(self) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.state.spooled_bytes = sum(p.stat().st_size for p in self._spool_files())
-        self._tasks = [
-            asyncio.create_task(self._drain(), name="audit-drain"),
-            asyncio.create_task(self._replay_loop(), name="audit-replay"),
-        ]
+        self._background.start(audit_drain=self._drain(), audit_replay=self._replay_loop())
 
     async def stop(self, within: float = 5.0) -> None:
         """Deliver what is queued (to Redis or the spool), then stop."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.flush(), within)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._background.stop()
         # Anything still queued is written to the spool rather than lost.
         leftovers = self._take(self._queue.qsize())
         if leftovers:
@@ -196,9 +236,10 @@ class AuditWriter:
                 end += 1
             run = batch[start:end]
             last = max(event["seq"] for event, _ in run)
+            keys, args = index_arguments(run)
             await self._add_batch(
-                keys=[STREAM, LAST_SEQ + instance],
-                args=[self._maxlen, last, *(stored for _, stored in run)],
+                keys=[STREAM, LAST_SEQ + instance, index.REGISTRY, index.FROM, *keys],
+                args=[self._maxlen, last, TRIM_SETS, *args],
             )
             start = end
         self.state.written += len(batch)
@@ -270,6 +311,17 @@ class AuditWriter:
             await self._xadd(batch)
             sent += len(batch)
         return sent
+
+
+def index_arguments(run: list[Queued]) -> tuple[list[str], list[str | bytes | int]]:
+    """The index sets of a run of events (to follow the script's fixed KEYS), and per event its
+    stored form, how many sets it belongs to and their positions in the script's KEYS."""
+    keys: dict[str, int] = {}
+    args: list[str | bytes | int] = []
+    for event, stored in run:
+        positions = [keys.setdefault(key, FIXED_KEYS + 1 + len(keys)) for key in index.keys(event)]
+        args += [stored, len(positions), *positions]
+    return list(keys), args
 
 
 def _append_durably(path: Path, data: bytes) -> None:

@@ -39,6 +39,7 @@ from redis.exceptions import RedisError
 
 from gateway.authn.principal import Principal
 from gateway.authn.sessions import SessionData
+from gateway.background import Background
 
 log = logging.getLogger(__name__)
 
@@ -186,19 +187,14 @@ class AuthListener:
         self._on_failure_hint = on_failure_hint
         # Told of an owner rule another replica decides on before storing it (authz/owners.py).
         self.on_grant: Callable[[list[str]], None] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._background = Background()
         self._version: object = _UNSEEN
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="auth-listener"),
-            asyncio.create_task(self._poll(), name="auth-version-poll"),
-        ]
+        self._background.start(auth_listener=self._listen(), auth_version_poll=self._poll())
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.stop()
         self.remembered.enabled = False
 
     def apply(self, message: dict[str, object]) -> None:

@@ -16,7 +16,6 @@ read and indexed off the event loop, then swapped in whole.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import statistics
@@ -32,6 +31,7 @@ from gateway.authz.actions import grants
 from gateway.authz.casbin_engine import CasbinEngine
 from gateway.authz.casbin_model import CasbinModel, load_model
 from gateway.authz.policy import Decider, Decision, PolicyIndex
+from gateway.background import Background
 from gateway.policy_lines import ADMIN_ROLE, Grouping, PolicyDelta, Rule
 from gateway.store.policies import PolicyStore, snapshot_of
 
@@ -130,7 +130,7 @@ class Enforcer:
         # How the last change arrived: "delta" (lines applied) or "full" (everything reloaded).
         self.last_load = ""
         self._reload_lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._background = Background()
         # Told of every policy change applied here, whichever replica made it: the objects of
         # the rules it removed (None: the whole policy was reloaded).
         self.on_change: list[Callable[[frozenset[str] | None], None]] = []
@@ -161,7 +161,7 @@ class Enforcer:
     def index(self, index: PolicyIndex) -> None:
         """Decide on ``index`` from now on (benchmarks and tests build one and hand it over)."""
         self.engine = engine_for(self.model, index)
-        self._forget_answers(None)
+        self.forget_answers(None)
 
     @property
     def engine_name(self) -> str:
@@ -184,7 +184,7 @@ class Enforcer:
         self.engine.apply(delta)
         self.version = delta.version
         self.last_load = "delta"
-        self._forget_answers(
+        self.forget_answers(
             frozenset(
                 line.object for added, line in delta.changes if not added and isinstance(line, Rule)
             )
@@ -224,7 +224,7 @@ class Enforcer:
         finally:
             gc.enable()
         self.last_load = "full"
-        self._forget_answers(None)
+        self.forget_answers(None)
         log.info(
             "policy version %s loaded: %s lines, decided on the %s path",
             version,
@@ -233,10 +233,7 @@ class Enforcer:
         )
 
     def forget_answers(self, removed: frozenset[str] | None) -> None:
-        """Drop cached answers and tell the listeners (a change made here without the store)."""
-        self._forget_answers(removed)
-
-    def _forget_answers(self, removed: frozenset[str] | None) -> None:
+        """Drop cached answers and tell the listeners (also for a change made here, not stored)."""
         self._cache.clear()
         self._readable_ids.clear()
         self._admins.clear()
@@ -309,9 +306,6 @@ class Enforcer:
 
     async def announce(self) -> None:
         """Catch up with the store, then tell the other replicas its version."""
-        await self._announce()
-
-    async def _announce(self) -> None:
         await self.load()
         try:
             await self._redis.publish(CHANNEL, str(self.version))
@@ -324,37 +318,30 @@ class Enforcer:
         await self._settle()
         added = await self.store.add(lines, actor)
         if added:
-            await self._announce()
+            await self.announce()
         return added
 
     async def remove(self, lines: Iterable[Rule | Grouping]) -> list[Rule | Grouping]:
         await self._settle()
         removed = await self.store.remove(lines)
         if removed:
-            await self._announce()
+            await self.announce()
         return removed
 
     async def replace_object(self, old: str, new: str | None, actor: str | None) -> int:
         await self._settle()
         count = await self.store.replace_object(old, new, actor)
         if count:
-            await self._announce()
+            await self.announce()
         return count
 
     # -- keeping up with other replicas ----------------------------------------------------------
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="policy-listen"),
-            asyncio.create_task(self._poll(), name="policy-poll"),
-        ]
+        self._background.start(policy_listen=self._listen(), policy_poll=self._poll())
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._background.stop()
 
     async def _listen(self) -> None:
         while True:

@@ -35,6 +35,7 @@ from typing import IO
 
 from gateway.authn.remembered import AuthChanges
 from gateway.authz.enforcer import Enforcer
+from gateway.background import Background
 from gateway.policy_lines import PolicyDelta, Rule
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class OwnerRules:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background()
         self._write_lock = asyncio.Lock()
         # Lines decided here but not yet in the store: added back after every reload.
         enforcer.on_change.append(self._reapply)
@@ -162,16 +163,13 @@ class OwnerRules:
         self._lock_file = self._journal_path.with_suffix(".lock").open("a")
         fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._journal = self._journal_path.open("a")
-        self._task = asyncio.create_task(self._flush_forever(), name="owner-rules")
+        self._background.start(owner_rules=self._flush_forever())
 
     async def stop(self) -> None:
         """Persist what is pending (if the store answers in time), then let go of the journal;
         what could not be stored stays in it for the next start."""
         await self.flush(within=5.0)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._background.stop()
         if self._journal is not None:
             self._journal.close()
             if not self._pending:
@@ -220,7 +218,7 @@ class OwnerRules:
     async def flush(self, within: float = FLUSH_WAIT_SECONDS) -> None:
         """Wait (up to ``within`` seconds) until every grant made so far is stored; a store that
         does not answer meanwhile fails the change that waits, not this."""
-        if not self._pending or self._task is None or self._task.done():
+        if not self._pending or not self._background.running:
             return
         self._wake.set()
         with contextlib.suppress(asyncio.TimeoutError):

@@ -54,18 +54,14 @@ def _line(ptype: str, v0: str, v1: str, v2: str, v3: str) -> Rule | Grouping:
     return Rule(v0, v1, v2, v3) if ptype == "p" else Grouping(v0, v1)
 
 
+_CHANGE_FIELDS = ("ptype", "v0", "v1", "v2", "v3", "created_at")
+
+
 def _change(version: int, added: bool, line: Rule | Grouping) -> PolicyChange:
+    """The change-log entry of ``line``: the row's own fields, the version and the direction."""
     row = _row(line, None)
-    return PolicyChange(
-        version=version,
-        added=added,
-        ptype=row.ptype,
-        v0=row.v0,
-        v1=row.v1,
-        v2=row.v2,
-        v3=row.v3,
-        created_at=row.created_at,
-    )
+    fields = {name: getattr(row, name) for name in _CHANGE_FIELDS}
+    return PolicyChange(version=version, added=added, **fields)
 
 
 def _match(line: Rule | Grouping):  # noqa: ANN202 - a SQLAlchemy boolean clause
