@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench screenshots install clean
+.PHONY: run test lint mlflow-versions bench screenshots install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The MLflow releases the route table is tested with besides the pinned one, laid over the
+# virtualenv (tests/mlflow_versions.py; installed once, from the package index).
+mlflow-versions: $(STAMP)
+	$(BIN)/python -m tests.mlflow_versions install
+
+test: lint mlflow-versions
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

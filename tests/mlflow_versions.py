@@ -12,6 +12,10 @@ under a lock, atomically (a half-finished install is never used), and reused aft
 package index is needed, and only the first time. `.ci/run` installs them before the suite:
 
     .venv/bin/python -m tests.mlflow_versions install
+
+`references` writes docs/mlflow-routes/<version>.tsv, each release's routes as the enumerator
+finds them (tests/integration/test_route_table.py fails when a file differs from its release):
+an upgrade's new routes show as a diff.
 """
 
 from __future__ import annotations
@@ -108,9 +112,43 @@ def start_mlflow_version(
     return start_mlflow(workdir, backend_store_uri=backend_store_uri, extra_env=extra)
 
 
+REFERENCES = REPO / "docs" / "mlflow-routes"
+
+
+def reference_lines(version: str, routes: frozenset[tuple[str, str]]) -> list[str]:
+    """The route reference of MLflow ``version``: one line per (method, path) it serves, with
+    the operation of the rule that judges it ("-": none, the gateway refuses it)."""
+    from gateway.authz.routes import RULES
+
+    operations = {(r.method, r.template): r.operation for r in RULES}
+    header = f"# MLflow {version}: every (method, path) its server serves, and the rule judging it"
+    rows = [f"{m}\t{p}\t{operations.get((m, p), '-')}" for m, p in sorted(routes)]
+    return [header, "# written by: python -m tests.mlflow_versions references", *rows]
+
+
+def enumerate_version(version: str) -> frozenset[tuple[str, str]]:
+    from gateway.cli.routes import enumerate_installed
+
+    overlay = ensure(version)
+    found = enumerate_installed(sys.executable, {"PYTHONPATH": str(overlay)} if overlay else None)
+    if found.version != version:
+        raise RuntimeError(f"asked for MLflow {version}, enumerated {found.version}")
+    return found.routes
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["references"]:
+        REFERENCES.mkdir(exist_ok=True)
+        for version in argv[1:] or VERSIONS:
+            lines = reference_lines(version, enumerate_version(version))
+            (REFERENCES / f"{version}.tsv").write_text("\n".join(lines) + "\n")
+            print(f"MLflow {version}: {len(lines) - 2} routes")
+        return 0
     if argv[:1] != ["install"]:
-        print("usage: python -m tests.mlflow_versions install [VERSION ...]", file=sys.stderr)
+        print(
+            "usage: python -m tests.mlflow_versions install|references [VERSION ...]",
+            file=sys.stderr,
+        )
         return 2
     for version in argv[1:] or OVERLAID:
         print(f"MLflow {version}: {ensure(version) or 'the virtualenv'}")

@@ -57,7 +57,19 @@ if ! gcloud artifacts repositories describe mlflow-gateway --location="$REGION" 
         --location="$REGION"
 fi
 gcloud builds submit --tag "${REGISTRY}/gateway:0.1.0" .
-gcloud builds submit --tag "${REGISTRY}/mlflow:3.17.2" mlflow
+# The MLflow image's build checks the gateway's route table against the MLflow it installs
+# (docs/upgrading-mlflow.md): it needs the repository as its `gateway` build context, which
+# `--tag` cannot pass, so Cloud Build runs the docker build itself.
+mlflow_build="$(mktemp)"
+cat > "$mlflow_build" <<BUILD
+steps:
+  - name: gcr.io/cloud-builders/docker
+    env: ["DOCKER_BUILDKIT=1"]
+    args: ["build", "--build-context", "gateway=.", "-t", "${REGISTRY}/mlflow:3.17.2", "mlflow"]
+images: ["${REGISTRY}/mlflow:3.17.2"]
+BUILD
+gcloud builds submit --config "$mlflow_build" .
+rm -f "$mlflow_build"
 
 step "service accounts"
 for account in mlflow-server mlflow-gateway; do

@@ -269,7 +269,27 @@ def test_compose_secrets_come_from_the_env_file(compose: dict[str, Any]) -> None
         image = service["image"]
         assert _pinned(image), image
         if "build" in service:
-            assert (REPO / service["build"] / "Dockerfile").is_file()
+            build = service["build"]
+            build = {"context": build} if isinstance(build, str) else build
+            assert (REPO / build["context"] / "Dockerfile").is_file()
+            for context in build.get("additional_contexts", {}).values():
+                assert (REPO / context).is_dir(), context
+
+
+def test_the_mlflow_image_build_checks_the_route_table() -> None:
+    """The MLflow image's build runs `mlflow-gateway routes check` on the MLflow it installed,
+    with the gateway from the `gateway` build context (the repository), which Compose names."""
+    steps = instructions(DOCKERFILES["mlflow"])
+    runs = " ".join(args for keyword, args in steps if keyword == "RUN")
+    assert "mlflow-gateway routes check --python /opt/mlflow/venv/bin/python" in runs
+    assert "exit $status" in runs  # the check's exit status is the step's
+    copied = [args for keyword, args in steps if keyword == "COPY" and "--from=gateway" in args]
+    assert {a.split()[-2] for a in copied} >= {"gateway", "policies"}
+    for args in copied:
+        for source in args.split()[1:-1]:
+            assert (REPO / source).exists(), source
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert compose["services"]["mlflow"]["build"]["additional_contexts"] == {"gateway": "."}
 
 
 # --- Kubernetes -------------------------------------------------------------------------------

@@ -3,7 +3,12 @@ rights gets no 2xx, and a principal with the right is not refused by the gateway
 
 "Refused by the gateway" is told apart from MLflow's own answers by the X-Gateway-Refused header.
 Requests are built from each rule's needs, filled with real resources (an experiment, a run, a
-logged model, a trace, a dataset, a registered model and its version) created for the test.
+logged model, a trace, a dataset, a registered model and its version; a skill, plain and of an
+organization, with a version, where MLflow has skills) created for the test.
+
+Every rule the pinned MLflow serves runs against it; against the newest supported release, the
+rules of the routes the pinned one does not serve (tests.mlflow_versions lays it over the
+virtualenv). tests/integration/test_route_table.py checks the table against every release.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from gateway.authz.routes import RULES, Need, RouteRule
+from gateway.authz.routes import PINNED_MLFLOW, RULES, Need, RouteRule
 from tests.helpers import Gateway, MlflowServer, RedisServer, start_gateway
 from tests.integration.test_authn import basic, bearer, request
+from tests.mlflow_versions import NEWEST
 
 REFUSED = "X-Gateway-Refused"
 
@@ -35,6 +41,15 @@ class World:
     dataset: str
     model: str
     lookups: dict[str, str]
+    skill: str = "cov-skill"  # in MLflow releases with skills: a skill, plain and of SKILL_ORG
+
+
+SKILL_ORG = "cov-org"
+SKILL_SOURCE = {
+    "source": "https://example.com/skill.zip",
+    "source_type": "zip",
+    "digest": "ab" * 32,
+}
 
 
 def _call(gw: Gateway, method: str, path: str, auth: dict[str, str], payload: Any = None) -> Any:
@@ -46,7 +61,7 @@ def _call(gw: Gateway, method: str, path: str, auth: dict[str, str], payload: An
     return json.loads(body)
 
 
-def make_world(gw: Gateway, auth: dict[str, str]) -> World:
+def make_world(gw: Gateway, auth: dict[str, str], skills: bool = False) -> World:
     tag = secrets.token_hex(4)
     name = f"cov-{tag}"
     experiment = _call(gw, "POST", "/api/2.0/mlflow/experiments/create", auth, {"name": name})[
@@ -124,6 +139,13 @@ def make_world(gw: Gateway, auth: dict[str, str]) -> World:
         "label_schema": schema["label_schema"]["schema_id"],
         "review_queue": queue["review_queue"]["queue_id"],
     }
+    skill = f"cov-skill-{tag}"
+    if skills:
+        for organization in ("", SKILL_ORG):
+            base = "/api/3.0/mlflow/skills"
+            _call(gw, "POST", base, auth, {"name": skill, "organization": organization})
+            identity = f"@{organization}/{skill}" if organization else skill
+            _call(gw, "POST", f"{base}/{identity}/versions", auth, SKILL_SOURCE)
     return World(
         experiment,
         name,
@@ -133,6 +155,7 @@ def make_world(gw: Gateway, auth: dict[str, str]) -> World:
         dataset["dataset"]["dataset_id"],
         model,
         lookups,
+        skill,
     )
 
 
@@ -146,6 +169,7 @@ PATH_VALUES = {
     "artifact_path": lambda w: f"{w.experiment}/cov/file.txt",
     "version": lambda w: "1",
     "issue_id": lambda w: w.lookups["issue"],
+    "organization": lambda w: SKILL_ORG,
 }
 
 
@@ -165,6 +189,7 @@ def _value(need: Need, world: World) -> Any:
         "artifact": f"{world.experiment}/cov/file.txt",
         "model_source": f"runs:/{world.run}/m",
         "prompt_uri": f"prompts:/{world.model}/1",
+        "skill": world.skill,
     }
     if kind in values:
         value = values[kind]
@@ -256,16 +281,12 @@ def _destructive(rule: RouteRule) -> bool:
     )
 
 
-@pytest.fixture(scope="module")
-def gw(
-    mlflow_server: MlflowServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Gateway]:
-    data = tmp_path_factory.mktemp("gw-coverage")
+def _coverage_gateway(mlflow: MlflowServer, redis_server: RedisServer, data: Path) -> Gateway:
     policy = data / "policy.csv"
     # Nothing for anyone but admins: "no rights" really means none, creation included.
     policy.write_text("p, role:admin, *, *, allow\n")
     gateway = start_gateway(
-        mlflow_server.url,
+        mlflow.url,
         redis_server.db_url(4),
         data,
         GATEWAY_POLICY_FILE=str(policy),
@@ -274,26 +295,61 @@ def gw(
     gateway.add_user("nobody", "nobody-password-1")
     gateway.add_user("owner", "owner-password-12")
     gateway.cli("policy", "add", "p", "user:owner", "*", "*")
-    yield gateway
-    gateway.stop()
+    return gateway
 
 
 @pytest.fixture(scope="module")
-def world(gw: Gateway) -> World:
-    return make_world(gw, gw.auth)
+def gateways(
+    request: pytest.FixtureRequest,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, tuple[Gateway, World]]]:
+    """A gateway and its world per MLflow release, started when a rule first needs it."""
+    started: dict[str, tuple[Gateway, World]] = {}
+
+    class Lazy(dict[str, tuple[Gateway, World]]):
+        def __missing__(self, version: str) -> tuple[Gateway, World]:
+            fixture = "mlflow_server" if version == PINNED_MLFLOW else "newest_mlflow_server"
+            mlflow: MlflowServer = request.getfixturevalue(fixture)
+            gateway = _coverage_gateway(
+                mlflow, redis_server, tmp_path_factory.mktemp(f"gw-coverage-{version}")
+            )
+            started[version] = gateway, make_world(gateway, gateway.auth, skills=_skills(version))
+            self[version] = started[version]
+            return started[version]
+
+    yield Lazy()
+    for gateway, _ in started.values():
+        gateway.stop()
+
+
+def _skills(version: str) -> bool:
+    return any(r.served_by(version) and any(n.kind == "skill" for n in r.needs) for r in RULES)
 
 
 def _nonexistent_lookup(rule: RouteRule) -> bool:
     return any(n.kind == "lookup" and n.subject == "prompt_job" for n in rule.needs)
 
 
-ORDERED = sorted(RULES, key=_destructive)
+# (release, rule): every rule of the pinned release; the newest's rules it alone serves.
+CASES = [(PINNED_MLFLOW, r) for r in RULES if r.served_by(PINNED_MLFLOW)] + [
+    (NEWEST, r) for r in RULES if r.served_by(NEWEST) and not r.served_by(PINNED_MLFLOW)
+]
+ORDERED = sorted(CASES, key=lambda case: (case[0] != PINNED_MLFLOW, _destructive(case[1])))
 
 
-@pytest.mark.parametrize("rule", ORDERED, ids=[f"{r.method} {r.template}" for r in ORDERED])
-def test_rule(rule: RouteRule, gw: Gateway, world: World, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("version", "rule"), ORDERED, ids=[f"{v} {r.method} {r.template}" for v, r in ORDERED]
+)
+def test_rule(
+    version: str,
+    rule: RouteRule,
+    gateways: dict[str, tuple[Gateway, World]],
+    tmp_path: Path,
+) -> None:
+    gw, world = gateways[version]
     if _destructive(rule):
-        world = make_world(gw, gw.auth)
+        world = make_world(gw, gw.auth, skills=_skills(version))
     nobody, owner = basic("nobody", "nobody-password-1"), basic("owner", "owner-password-12")
     method, path, headers, body = build_request(rule, world)
 

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.authz.routes import RULES, SUPPORTED_MLFLOW, RouteTable, rules_served_by
 from gateway.cli.routes import Installed, check_routes, enumerate_installed
-from tests.mlflow_versions import environment
+from tests.mlflow_versions import REFERENCES, environment, reference_lines
 
 # Routes per release, as measured (a new release's count is a fact to write down, not derive).
 ROUTE_COUNTS = {"3.16.1": 487, "3.17.2": 489, "3.18.0": 556}
@@ -44,6 +44,15 @@ def test_no_rule_for_a_route_mlflow_does_not_serve(installed: Installed) -> None
 def test_route_counts(installed: Installed) -> None:
     assert len(installed.routes) == ROUTE_COUNTS[installed.version]
     assert len(rules_served_by(installed.version)) == ROUTE_COUNTS[installed.version]
+
+
+def test_the_route_reference_is_the_enumeration(installed: Installed) -> None:
+    reference = REFERENCES / f"{installed.version}.tsv"
+    expected = reference_lines(installed.version, installed.routes)
+    assert reference.read_text().splitlines() == expected, (
+        f"{reference.name} is not MLflow {installed.version}'s enumeration: "
+        "python -m tests.mlflow_versions references"
+    )
 
 
 def test_every_rule_serves_a_supported_mlflow() -> None:
