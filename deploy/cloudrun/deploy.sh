@@ -58,14 +58,14 @@ if ! gcloud artifacts repositories describe mlflow-gateway --location="$REGION" 
 fi
 gcloud builds submit --tag "${REGISTRY}/gateway:0.1.0" .
 # The MLflow image's build checks the gateway's route table against the MLflow it installs
-# (docs/upgrading-mlflow.md): it needs the repository as its `gateway` build context, which
-# `--tag` cannot pass, so Cloud Build runs the docker build itself.
+# (docs/upgrading-mlflow.md): it is built from the repository with mlflow/Dockerfile, which
+# `--tag` cannot name, so Cloud Build runs the docker build itself.
 mlflow_build="$(mktemp)"
 cat > "$mlflow_build" <<BUILD
 steps:
   - name: gcr.io/cloud-builders/docker
     env: ["DOCKER_BUILDKIT=1"]
-    args: ["build", "--build-context", "gateway=.", "-t", "${REGISTRY}/mlflow:3.17.2", "mlflow"]
+    args: ["build", "-f", "mlflow/Dockerfile", "-t", "${REGISTRY}/mlflow:3.17.2", "."]
 images: ["${REGISTRY}/mlflow:3.17.2"]
 BUILD
 gcloud builds submit --config "$mlflow_build" .
