@@ -59,29 +59,24 @@ class OidcIdentity:
     id_token: str
 
 
+@dataclass(frozen=True)
 class OidcClient:
-    def __init__(
-        self,
-        settings: OidcSettings,
-        discovery: Discovery,
-        keys: JwksCache,
-        session: Callable[[], aiohttp.ClientSession],
-        redis: aioredis.Redis,
-    ) -> None:
-        self.settings = settings
-        self._discovery = discovery
-        self._keys = keys
-        self._session = session
-        self._redis = redis
+    settings: OidcSettings
+    discovery: Discovery
+    keys: JwksCache
+    # The app's HTTP session for the IdP (made at start, so asked for when needed).
+    session: Callable[[], aiohttp.ClientSession]
+    # Pending logins (state, nonce, PKCE verifier) until the IdP sends the browser back.
+    redis: aioredis.Redis
 
     async def begin(self, next_path: str) -> PendingLogin:
         state = generate_token(43)
         nonce = generate_token(43)
         verifier = generate_token(64)
         pending = {"nonce": nonce, "verifier": verifier, "next": next_path}
-        await self._redis.set(_STATE_PREFIX + state, json.dumps(pending), ex=STATE_TTL)
+        await self.redis.set(_STATE_PREFIX + state, json.dumps(pending), ex=STATE_TTL)
         url = add_params_to_uri(
-            await self._discovery.endpoint("authorization_endpoint"),
+            await self.discovery.endpoint("authorization_endpoint"),
             {
                 "response_type": "code",
                 "client_id": self.settings.client_id,
@@ -96,11 +91,11 @@ class OidcClient:
         return PendingLogin(state, url)
 
     async def discard(self, state: str) -> None:
-        await self._redis.delete(_STATE_PREFIX + state)
+        await self.redis.delete(_STATE_PREFIX + state)
 
     async def complete(self, state: str, code: str) -> tuple[OidcIdentity, str]:
         """Check the callback, redeem the code, verify the ID token. Returns identity and next."""
-        raw = await self._redis.getdel(_STATE_PREFIX + state) if state else None
+        raw = await self.redis.getdel(_STATE_PREFIX + state) if state else None
         if raw is None:
             raise LoginRefused("this sign-in link is unknown, expired or already used")
         pending = json.loads(raw)
@@ -112,7 +107,7 @@ class OidcClient:
         return self._identity(claims, id_token), pending["next"]
 
     async def _redeem(self, code: str, verifier: str) -> dict[str, Any]:
-        endpoint = await self._discovery.endpoint("token_endpoint")
+        endpoint = await self.discovery.endpoint("token_endpoint")
         form = {
             "grant_type": "authorization_code",
             "code": code,
@@ -121,7 +116,7 @@ class OidcClient:
         }
         auth = aiohttp.BasicAuth(self.settings.client_id, self.settings.client_secret)
         try:
-            async with self._session().post(
+            async with self.session().post(
                 endpoint, data=form, auth=auth, timeout=HTTP_TIMEOUT
             ) as response:
                 body = await response.json(content_type=None)
@@ -140,7 +135,7 @@ class OidcClient:
         algorithm = header.get("alg")
         if algorithm not in SUPPORTED_ALGORITHMS:
             raise LoginRefused(f"the ID token uses a refused algorithm ({algorithm})")
-        key = await self._keys.key(str(header.get("kid", "")))
+        key = await self.keys.key(str(header.get("kid", "")))
         if key is None:
             raise LoginRefused("the ID token is signed with an unknown key")
         try:
@@ -149,7 +144,7 @@ class OidcClient:
                 key=key,
                 algorithms=[algorithm],
                 audience=self.settings.client_id,
-                issuer=self._discovery.issuer,
+                issuer=self.discovery.issuer,
                 leeway=self.settings.leeway,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
             )
@@ -188,7 +183,7 @@ class OidcClient:
     async def logout_url(self, id_token: str | None, return_to: str) -> str | None:
         """RP-initiated logout at the IdP, when it offers it."""
         try:
-            endpoint = (await self._discovery.document()).get("end_session_endpoint")
+            endpoint = (await self.discovery.document()).get("end_session_endpoint")
         except IdentityProviderError:
             return None
         if not isinstance(endpoint, str):

@@ -144,12 +144,13 @@ class PolicyIndex:
             return False
         self._rules.add(line)
         self._sorted_rules = None
-        entry = self._by_subject[line.subject]
-        if "*" in line.object:
-            entry.patterns.append(line)
-        else:
-            entry.exact[line.object].append(line)
+        self._bucket(line).append(line)
         return True
+
+    def _bucket(self, rule: Rule) -> list[Rule]:
+        """Where ``rule`` is indexed: its subject's patterns, or its rules on the object."""
+        entry = self._by_subject[rule.subject]
+        return entry.patterns if "*" in rule.object else entry.exact[rule.object]
 
     def remove(self, line: Rule | Grouping) -> bool:
         """Forget one line; False when it was not there."""
@@ -168,14 +169,11 @@ class PolicyIndex:
             return False
         self._rules.discard(line)
         self._sorted_rules = None
+        bucket = self._bucket(line)
+        bucket.remove(line)
         entry = self._by_subject[line.subject]
-        if "*" in line.object:
-            entry.patterns.remove(line)
-        else:
-            same = entry.exact[line.object]
-            same.remove(line)
-            if not same:
-                del entry.exact[line.object]
+        if not bucket and "*" not in line.object:
+            del entry.exact[line.object]
         if not entry:
             del self._by_subject[line.subject]
         return True
