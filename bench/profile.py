@@ -44,8 +44,9 @@ class Profile:
     search_experiments: int
     search_readable: int
     search_repeats: int
-    # Audit writer.
+    # Audit writer; events in the stream for the search with and without the index.
     audit_events: int
+    audit_search_events: int
     # Replicas: policy size in the shared database, seconds of load, concurrent clients.
     replica_policy: str
     replica_load_seconds: float
@@ -85,6 +86,7 @@ FULL = Profile(
     search_readable=50,
     search_repeats=5,
     audit_events=100_000,
+    audit_search_events=10_000_000,
     replica_policy="100k rules",
     replica_load_seconds=20.0,
     replica_clients=12,
@@ -117,6 +119,7 @@ QUICK = Profile(
     search_readable=10,
     search_repeats=1,
     audit_events=5_000,
+    audit_search_events=20_000,
     replica_policy="2k rules",
     replica_load_seconds=4.0,
     replica_clients=4,

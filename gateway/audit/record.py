@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,7 +13,8 @@ from aiohttp import web
 from gateway.audit.events import REVIEW_PARAMS
 from gateway.audit.writer import AuditWriter
 from gateway.authn.principal import Principal
-from gateway.authz.canonical import camel
+from gateway.authz.canonical import Ambiguous, camel
+from gateway.authz.routes import RouteRule
 from gateway.context import RequestContext, context_of
 from gateway.errors import UNAVAILABLE, mlflow_error
 from gateway.paths import PROBES, STATIC
@@ -24,6 +26,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNAUDITED = PROBES
 UNAUDITED_PREFIX = STATIC
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# A search's filter names what it looked for (MLflow's FastAPI routes call it filter_string).
+SEARCH_PARAMS = ("filter", "filter_string")
+# Bounds on what a request event keeps of its parameters.
+MAX_PARAM_CHARS = 256
+MAX_PARAM_VALUES = 20
+_USERINFO = re.compile(r"(?<=://)[^/@\s?#]*@")
+_URI_QUERY = re.compile(r"(://[^?\s]*)\?\S*")
 
 
 def actor(principal: Principal) -> dict[str, Any]:
@@ -48,18 +57,50 @@ def _decision(ctx: RequestContext, status: int) -> str:
     return "allow"
 
 
-def _review_params(ctx: RequestContext) -> dict[str, str]:
-    params = getattr(ctx.judgement, "params", None)
+def _clip(value: str) -> str:
+    """A value as the trail keeps it: no credentials or signed query of a URI, bounded."""
+    value = _URI_QUERY.sub(r"\1?…", _USERINFO.sub("***@", value))
+    return value if len(value) <= MAX_PARAM_CHARS else value[: MAX_PARAM_CHARS - 1] + "…"
+
+
+def _identifying_fields(rule: RouteRule) -> list[str]:
+    """What names a request's objects: the fields its route rule's needs read (ids, names,
+    paths), a search's filter; never a value, a body or a secret."""
+    fields = [f for need in rule.needs for f in (need.field, need.organization) if f]
+    return [*dict.fromkeys([*fields, *SEARCH_PARAMS])]
+
+
+def _review_params(ctx: RequestContext) -> dict[str, str | list[str]]:
+    judgement = ctx.judgement
+    params = getattr(judgement, "params", None)
     if params is None:
         return {}
-    kept: dict[str, str] = {}
+    kept: dict[str, str | list[str]] = {}
     for name in REVIEW_PARAMS:
         if params.body is not None:
             value = params.body.get(name, params.body.get(camel(name)))
         else:
             value = (params.query.get(name) or [None])[0]
         if isinstance(value, str | int | float | bool):
-            kept[name] = str(value)
+            kept[name] = _clip(str(value))
+    rule: RouteRule = judgement.rule
+    many = {need.field for need in rule.needs if need.many}
+    for name in _identifying_fields(rule):
+        if name in kept:
+            continue
+        try:
+            values = params.values(name)
+        except Ambiguous:
+            continue  # not a string or a number: nothing that names an object
+        if not values:
+            continue
+        if len(values) == 1 and name not in many:
+            kept[name] = _clip(values[0])
+            continue
+        listed = [_clip(v) for v in values[:MAX_PARAM_VALUES]]
+        if len(values) > MAX_PARAM_VALUES:
+            listed.append(f"… and {len(values) - MAX_PARAM_VALUES} more")
+        kept[name] = listed
     return kept
 
 

@@ -6,12 +6,12 @@ lingers a few milliseconds so a quiet gateway still writes a handful of events p
 each batch is one call of a small Lua script that adds every event to the stream, adds its stream
 id to the index sets of its actor, resources and actions (gateway/audit/index.py), trims those
 sets as the stream is trimmed, and records, per instance, the last sequence number stored —
-atomically, and packed as one command rather than one command per event. When Redis cannot be reached, batches
-go to an append-only spool file (fsync'd per batch) and every later event follows them there, so
-order is kept; when Redis is back the spool is replayed in order. A replayed event keeps its id and
-sequence number, and events whose number Redis already has are skipped: a replay that crashed half
-way duplicates nothing when it runs again. Replayed events go through the same script, so they are
-indexed like the others.
+atomically, and packed as one command rather than one command per event. When Redis cannot be
+reached, batches go to an append-only spool file (fsync'd per batch) and every later event
+follows them there, so order is kept; when Redis is back the spool is replayed in order. A
+replayed event keeps its id and sequence number, and events whose number Redis already has are
+skipped: a replay that crashed half way duplicates nothing when it runs again. Replayed events go
+through the same script, so they are indexed like the others.
 """
 
 from __future__ import annotations
@@ -75,12 +75,13 @@ while i <= #ARGV do
 end
 redis.call('SET', KEYS[2], ARGV[2])
 if first then redis.call('SET', KEYS[4], first, 'NX') end
--- Trim the index as MAXLEN trimmed the stream: the sets whose oldest member is older than the
--- stream's oldest event lose what is older, and an emptied set leaves the registry.
+-- Trim the index as MAXLEN trimmed the stream: the sets whose oldest member is not newer than
+-- the stream's oldest event (to the millisecond) lose what is older than that event, and an
+-- emptied set leaves the registry.
 local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
 if oldest then
   local m, ms = member(oldest[1])
-  local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ms, 'LIMIT', 0, ARGV[3])
+  local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ms, 'LIMIT', 0, ARGV[3])
   for _, key in ipairs(stale) do
     redis.call('ZREMRANGEBYLEX', key, '-', '(' .. m)
     local head = redis.call('ZRANGE', key, 0, 0)[1]
@@ -184,6 +185,11 @@ class AuditWriter:
         leftovers = self._take(self._queue.qsize())
         if leftovers:
             await self._spool(leftovers)
+
+    async def store(self, batch: list[Queued]) -> None:
+        """Write ``batch`` to Redis now, as the background task would (bulk loads such as the
+        benchmarks'; raises when Redis cannot be reached)."""
+        await self._xadd(batch)
 
     async def flush(self) -> None:
         """Wait until every queued event is in Redis or in the spool."""

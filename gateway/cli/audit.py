@@ -86,7 +86,10 @@ def audit() -> None:
 def audit_search(
     since: str | None, until: str | None, limit: int, as_json: bool, data_dir: str | None, **kw: Any
 ) -> None:
-    """Events matching every filter, newest first."""
+    """Events matching every filter, newest first.
+
+    With --actor, --resource or --action, answered from the index (only the events of the
+    smallest set named are read); otherwise by reading the stream."""
     settings = settings_or_exit(data_dir)
     query = _query(kw, since, until)
 
