@@ -1,6 +1,6 @@
 """Session-wide real services: one MLflow 3.17.2, one Redis, one gateway in front; for the
 tests that need a MySQL-family backend store, one more MLflow on a scratch MariaDB database; for
-the tests of the newest supported MLflow (3.18.0), one MLflow of that release."""
+the tests of the oldest and the newest supported MLflow (3.16.1, 3.18.0), one MLflow of each."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.helpers import (
     start_redis,
     temporary_mariadb_database,
 )
-from tests.mlflow_versions import NEWEST, start_mlflow_version
+from tests.mlflow_versions import NEWEST, OLDEST, start_mlflow_version
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +31,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     server = start_mlflow(tmp_path_factory.mktemp("mlflow"))
+    yield server
+    stop_child(server.child)
+
+
+@pytest.fixture(scope="session")
+def oldest_mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """The oldest supported MLflow (laid over the virtualenv by tests.mlflow_versions)."""
+    server = start_mlflow_version(OLDEST, tmp_path_factory.mktemp("mlflow-oldest"))
     yield server
     stop_child(server.child)
 

@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 VERSIONS = SUPPORTED_MLFLOW
 OVERLAID = tuple(v for v in VERSIONS if v != PINNED_MLFLOW)
 NEWEST = max(VERSIONS, key=lambda v: tuple(int(p) for p in v.split(".")))
+OLDEST = min(VERSIONS, key=lambda v: tuple(int(p) for p in v.split(".")))
 COMPLETE = "installed.json"
 
 

@@ -23,15 +23,8 @@ from gateway.authz.names import collation_key
 from gateway.authz.needs import NeedResolver, missing_kind
 from gateway.authz.otlp import decompress, mlflow_trace_ids
 from gateway.authz.policy import Decision
-from gateway.authz.resolve import (
-    LookupFailed,
-    NotFound,
-    Resolver,
-    Resource,
-    missing_message,
-    model_resource,
-    skill_identity,
-)
+from gateway.authz.resolve import LookupFailed, NotFound, Resolver
+from gateway.authz.resources import Resource, missing_message, model_resource, skill_identity
 from gateway.authz.routes import Access, Kind, Need, RouteRule, RouteTable
 from gateway.authz.scope import scope_refusal
 from gateway.errors import BAD_REQUEST

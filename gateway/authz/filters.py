@@ -27,13 +27,8 @@ import aiohttp
 from gateway.authn.principal import Principal
 from gateway.authz.canonical import Ambiguous, Params
 from gateway.authz.enforcer import Enforcer
-from gateway.authz.resolve import (
-    LookupFailed,
-    Resource,
-    experiment_resource,
-    model_resource,
-    skill_resource,
-)
+from gateway.authz.resolve import LookupFailed
+from gateway.authz.resources import Resource, experiment_resource, model_resource, skill_resource
 from gateway.authz.routes import Search
 from gateway.authz.scope import scope_refusal
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from gateway.authz.names import new_name_refusal
-from gateway.authz.resolve import (
+from gateway.authz.resolve import NotFound, Resolver
+from gateway.authz.resources import (
     SKILL_ARTIFACT_ROOT,
-    NotFound,
-    Resolver,
     Resource,
     canonical_artifact_path,
     model_resource,

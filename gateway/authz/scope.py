@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.authz.resolve import Resource
+from gateway.authz.resources import Resource
 from gateway.policy_lines import object_matches
 from gateway.scopes import TokenScope
 

@@ -49,12 +49,20 @@ def _params() -> list[Any]:
 # -- one gateway and one world per backend --------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
+BACKENDS = {
+    "sqlite": "mlflow_server",
+    "mariadb": "mariadb_mlflow_server",
+    "oldest-mlflow": "oldest_mlflow_server",
+    "newest-mlflow": "newest_mlflow_server",
+}
+
+
+@pytest.fixture(scope="module", params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest) -> MlflowServer:
-    """The whole catalogue runs against MLflow on SQLite and on MariaDB, whose collations match
-    names case-, accent- and trailing-space-insensitively."""
-    fixture = "mlflow_server" if request.param == "sqlite" else "mariadb_mlflow_server"
-    return request.getfixturevalue(fixture)
+    """The whole catalogue runs against the pinned MLflow on SQLite and on MariaDB (whose
+    collations match names case-, accent- and trailing-space-insensitively), and against the
+    oldest and the newest supported MLflow releases on SQLite."""
+    return request.getfixturevalue(BACKENDS[request.param])
 
 
 @pytest.fixture(scope="module")

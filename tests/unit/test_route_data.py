@@ -10,7 +10,8 @@ import pytest
 from gateway.authz.filters import SEARCHES
 from gateway.authz.hooks import Hooks
 from gateway.authz.needs import JUDGED_WHOLE, NeedResolver
-from gateway.authz.resolve import LOOKUPS, MISSING_MESSAGES
+from gateway.authz.resolve import LOOKUPS
+from gateway.authz.resources import MISSING_MESSAGES
 from gateway.authz.routes import RULES, Hook, Kind, RouteTableError, Search, load_rules
 
 
