@@ -219,6 +219,24 @@ def start_gateway(
     return Gateway(child, port, env)
 
 
+@contextlib.contextmanager
+def gateway_pair(
+    upstream_url: str, redis_url: str, workdir: Path, **extra: str
+) -> Iterator[tuple[Gateway, Gateway]]:
+    """Two replicas on one database and one Redis (give both the same GATEWAY_DATABASE_URL)."""
+    a = start_gateway(upstream_url, redis_url, workdir / "a", **extra)
+    try:
+        b = start_gateway(upstream_url, redis_url, workdir / "b", **extra)
+    except Exception:
+        a.stop()
+        raise
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ from tests.helpers import (
     MlflowServer,
     RedisServer,
     create_experiment,
-    start_gateway,
+    gateway_pair,
     start_redis,
     temporary_postgres_database,
 )
@@ -46,13 +46,9 @@ def pair(
             "GATEWAY_LOCKOUT_USER_THRESHOLD": "3",
             "GATEWAY_LOCKOUT_IP_THRESHOLD": "1000",
         }
-        a = start_gateway(mlflow_server.url, own_redis.url, tmp_path_factory.mktemp("a"), **shared)
-        b = start_gateway(mlflow_server.url, own_redis.url, tmp_path_factory.mktemp("b"), **shared)
-        try:
-            yield a, b
-        finally:
-            a.stop()
-            b.stop()
+        workdir = tmp_path_factory.mktemp("pair")
+        with gateway_pair(mlflow_server.url, own_redis.url, workdir, **shared) as pair:
+            yield pair
 
 
 @pytest.fixture(scope="module")

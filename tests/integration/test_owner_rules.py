@@ -22,6 +22,7 @@ from tests.helpers import (
     Gateway,
     MlflowServer,
     RedisServer,
+    gateway_pair,
     start_gateway,
     start_redis,
     temporary_postgres_database,
@@ -145,23 +146,19 @@ def test_the_other_replica_decides_on_the_owner_rule_before_the_creator_is_answe
     """No stickiness needed: the creator's next request may land on another replica."""
     redis = start_redis(tmp_path / "redis")
     try:
-        with temporary_postgres_database() as database:
-            a = start_gateway(
-                mlflow_server.url, redis.url, tmp_path / "a", GATEWAY_DATABASE_URL=database
-            )
-            b = start_gateway(
-                mlflow_server.url, redis.url, tmp_path / "b", GATEWAY_DATABASE_URL=database
-            )
-            try:
-                dave = new_user(a, "owner-dave")
-                for gw in (a, b):  # both have seen dave: the creation itself is all that differs
-                    path = "/api/2.0/mlflow/experiments/search?max_results=1"
-                    assert request(gw, path, headers=dave)[0] == 200
-                for attempt in range(5):
-                    experiment_id = create(a, f"owner-pair-{attempt}-{time.time_ns()}", dave)
-                    assert read(b, experiment_id, dave) == 200
-            finally:
-                a.stop()
-                b.stop()
+        with (
+            temporary_postgres_database() as database,
+            gateway_pair(mlflow_server.url, redis.url, tmp_path, GATEWAY_DATABASE_URL=database) as (
+                a,
+                b,
+            ),
+        ):
+            dave = new_user(a, "owner-dave")
+            for gw in (a, b):  # both have seen dave: the creation itself is all that differs
+                path = "/api/2.0/mlflow/experiments/search?max_results=1"
+                assert request(gw, path, headers=dave)[0] == 200
+            for attempt in range(5):
+                experiment_id = create(a, f"owner-pair-{attempt}-{time.time_ns()}", dave)
+                assert read(b, experiment_id, dave) == 200
     finally:
         stop_child(redis.child)

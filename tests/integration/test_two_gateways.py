@@ -14,7 +14,7 @@ from tests.helpers import (
     MlflowServer,
     RedisServer,
     create_experiment,
-    start_gateway,
+    gateway_pair,
     temporary_postgres_database,
 )
 from tests.integration.test_admin_api import call
@@ -32,17 +32,9 @@ def pair(
 ) -> Iterator[tuple[Gateway, Gateway]]:
     with temporary_postgres_database() as database:
         shared = {"GATEWAY_DATABASE_URL": database, "GATEWAY_LOCKOUT_IP_THRESHOLD": "1000"}
-        a = start_gateway(
-            mlflow_server.url, redis_server.db_url(12), tmp_path_factory.mktemp("a"), **shared
-        )
-        b = start_gateway(
-            mlflow_server.url, redis_server.db_url(12), tmp_path_factory.mktemp("b"), **shared
-        )
-        try:
-            yield a, b
-        finally:
-            a.stop()
-            b.stop()
+        workdir = tmp_path_factory.mktemp("pair")
+        with gateway_pair(mlflow_server.url, redis_server.db_url(12), workdir, **shared) as pair:
+            yield pair
 
 
 @pytest.fixture(scope="module")
