@@ -45,6 +45,8 @@ RETRY_SECONDS = 1.0
 # How long a replica decides on another's announced grant without seeing it stored. Stored within
 # milliseconds normally; a replica that died first has it in its journal, stored at its restart.
 FOREIGN_SECONDS = 60.0
+# After a whole-policy reload (which names no removed objects), how long such a grant is kept.
+FOREIGN_AFTER_RELOAD_SECONDS = 2.0
 FLUSH_WAIT_SECONDS = 10.0
 
 
@@ -230,7 +232,9 @@ class OwnerRules:
         there, after it stored the grant) or, on a whole reload, once it had time to be stored."""
         now = time.monotonic()
         for rule, since in list(self._foreign.items()):
-            stale = now - since > (FOREIGN_SECONDS if removed is not None else 2.0)
+            stale = now - since > (
+                FOREIGN_SECONDS if removed is not None else FOREIGN_AFTER_RELOAD_SECONDS
+            )
             if stale or (removed and rule.object in removed):
                 del self._foreign[rule]
         lines = [g.rule for g in self._pending] + list(self._foreign)
