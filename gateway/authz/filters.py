@@ -10,13 +10,16 @@ Experiments are steered: when every rule that lets the caller read experiments n
 (and the caller's token scope, if any, too), the upstream query itself is narrowed to those ids
 (`attribute.experiment_id IN (...) AND <the caller's filter>`). MLflow then filters, orders and
 pages the caller's share only, instead of the gateway scanning every experiment to find it; items
-are still judged one by one (deny rules, scope), so the narrowing can only save work.
+are still judged one by one (deny rules, scope), so the narrowing can only save work. An MLflow
+that cannot filter experiments by id (3.16 and older answer 400 "Invalid attribute key
+'experiment_id'") is searched unsteered from then on: slower, the same answers.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,12 +35,16 @@ from gateway.authz.resources import Resource, experiment_resource, model_resourc
 from gateway.authz.routes import Search
 from gateway.authz.scope import scope_refusal
 
+log = logging.getLogger(__name__)
+
 LOOKUP_TIMEOUT = aiohttp.ClientTimeout(total=60)
 # Upstream pages fetched for one client page at most; past that the page is returned short, with a
 # token to continue (MLflow's contract allows short pages).
 MAX_UPSTREAM_PAGES = 50
 # Ids in one steered upstream filter at most; a caller who may read more is served page by page.
 STEER_LIMIT = 500
+# How an MLflow that does not know `attribute.experiment_id` in experiment filters refuses it.
+_UNSTEERABLE = "Invalid attribute key 'experiment_id'"
 # No experiment has it: the steered filter of a caller who may read none still lets MLflow check
 # the rest of the request.
 NO_EXPERIMENT = "-1"
@@ -141,6 +148,8 @@ class SearchFilter:
         self._session = session
         self._base = upstream_url.rstrip("/")
         self._enforcer = enforcer
+        # False once the upstream MLflow has refused a steered filter (it is too old to take one).
+        self._steerable = True
 
     async def _page(
         self, spec: SearchSpec, query: dict[str, Any], token: str | None
@@ -170,7 +179,7 @@ class SearchFilter:
 
     def steer_ids(self, name: Search, principal: Principal) -> list[str] | None:
         """The experiment ids to narrow the upstream query to, or None (search everything)."""
-        if name != Search.EXPERIMENTS:
+        if name != Search.EXPERIMENTS or not self._steerable:
             return None
         ids = self._enforcer.readable_experiment_ids(principal)
         scope = principal.scope
@@ -213,15 +222,27 @@ class SearchFilter:
         client_token = (params.values("page_token") or [""])[0]
         position = decode_token(client_token) if client_token else PagePosition(None, 0)
         ids = self.steer_ids(name, principal)
-        if position.steered or (ids is not None and not client_token):
-            if ids is None:
-                raise Ambiguous(
-                    "page_token no longer applies: your rights changed since the first page; "
-                    "start the search again"
-                )
-            query["filter"] = steered_filter(ids, query.get("filter"))
-            position = PagePosition(position.upstream, position.skip, steered=True)
-        return await self._collect(spec, query, wanted, position, principal)
+        if not position.steered and (ids is None or client_token):
+            return await self._collect(spec, query, wanted, position, principal)
+        if ids is None:
+            raise Ambiguous(
+                "page_token no longer applies: your rights changed since the first page; "
+                "start the search again"
+            )
+        steered = dict(query, filter=steered_filter(ids, query.get("filter")))
+        status, body = await self._collect(
+            spec, steered, wanted, PagePosition(position.upstream, position.skip, True), principal
+        )
+        if status == 400 and _UNSTEERABLE in str(body.get("message", "")):
+            log.warning(
+                "MLflow cannot filter experiments by id (3.16 or older): experiment searches "
+                "are filtered item by item from now on"
+            )
+            self._steerable = False
+            if client_token:
+                raise Ambiguous("page_token no longer applies: start the search again")
+            return await self._collect(spec, query, wanted, PagePosition(None, 0), principal)
+        return status, body
 
     async def _collect(
         self,

@@ -6,9 +6,9 @@ Requests are built from each rule's needs, filled with real resources (an experi
 logged model, a trace, a dataset, a registered model and its version; a skill, plain and of an
 organization, with a version, where MLflow has skills) created for the test.
 
-Every rule the pinned MLflow serves runs against it; against the newest supported release, the
-rules of the routes the pinned one does not serve (tests.mlflow_versions lays it over the
-virtualenv). tests/integration/test_route_table.py checks the table against every release.
+Every rule the pinned MLflow serves runs against it, every rule the oldest supported release
+serves against that one; against the newest supported release, the rules of the routes the pinned
+one does not serve (tests.mlflow_versions lays both over the virtualenv). tests/integration/test_route_table.py checks the table against every release.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pytest
 from gateway.authz.routes import PINNED_MLFLOW, RULES, Need, RouteRule
 from tests.helpers import Gateway, MlflowServer, RedisServer, start_gateway
 from tests.integration.test_authn import basic, bearer, request
-from tests.mlflow_versions import NEWEST
+from tests.mlflow_versions import NEWEST, OLDEST
 
 REFUSED = "X-Gateway-Refused"
 
@@ -309,8 +309,7 @@ def gateways(
 
     class Lazy(dict[str, tuple[Gateway, World]]):
         def __missing__(self, version: str) -> tuple[Gateway, World]:
-            fixture = "mlflow_server" if version == PINNED_MLFLOW else "newest_mlflow_server"
-            mlflow: MlflowServer = request.getfixturevalue(fixture)
+            mlflow: MlflowServer = request.getfixturevalue(SERVER_FIXTURES[version])
             gateway = _coverage_gateway(
                 mlflow, redis_server, tmp_path_factory.mktemp(f"gw-coverage-{version}")
             )
@@ -331,11 +330,22 @@ def _nonexistent_lookup(rule: RouteRule) -> bool:
     return any(n.kind == "lookup" and n.subject == "prompt_job" for n in rule.needs)
 
 
-# (release, rule): every rule of the pinned release; the newest's rules it alone serves.
-CASES = [(PINNED_MLFLOW, r) for r in RULES if r.served_by(PINNED_MLFLOW)] + [
-    (NEWEST, r) for r in RULES if r.served_by(NEWEST) and not r.served_by(PINNED_MLFLOW)
-]
-ORDERED = sorted(CASES, key=lambda case: (case[0] != PINNED_MLFLOW, _destructive(case[1])))
+# The session fixture of each release's MLflow (tests/conftest.py).
+SERVER_FIXTURES = {
+    PINNED_MLFLOW: "mlflow_server",
+    OLDEST: "oldest_mlflow_server",
+    NEWEST: "newest_mlflow_server",
+}
+# (release, rule): every rule of the pinned and of the oldest release; the newest's rules the
+# pinned one does not serve (the others it shares with the pinned one, whose handlers it keeps).
+CASES = (
+    [(PINNED_MLFLOW, r) for r in RULES if r.served_by(PINNED_MLFLOW)]
+    + [(OLDEST, r) for r in RULES if r.served_by(OLDEST)]
+    + [(NEWEST, r) for r in RULES if r.served_by(NEWEST) and not r.served_by(PINNED_MLFLOW)]
+)
+# One release after the other (each gateway started once), destructive rules last in each.
+_RELEASE_ORDER = {PINNED_MLFLOW: 0, OLDEST: 1, NEWEST: 2}
+ORDERED = sorted(CASES, key=lambda case: (_RELEASE_ORDER[case[0]], _destructive(case[1])))
 
 
 @pytest.mark.parametrize(
@@ -357,7 +367,7 @@ def test_rule(
     if rule.access == "authenticated":
         assert REFUSED not in answer_headers
     elif rule.filter:
-        assert status == 200
+        assert status == 200, (status, answer[:300])
         assert world.experiment_name not in answer.decode() and world.model not in answer.decode()
     else:
         assert not 200 <= status < 300, (status, answer[:300])

@@ -1,17 +1,18 @@
 """Experiment searches narrowed upstream to the caller's experiment ids give MLflow's own answer for
 the visible share: same items, same order, complete paging; deny rules and token scopes still hold;
-callers whose rights are patterns are served page by page, with the same result."""
+callers whose rights are patterns are served page by page, with the same result. An MLflow too old
+to filter experiments by id is searched unsteered, with the same answers."""
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import Gateway
+from tests.helpers import Gateway, MlflowServer, RedisServer, start_gateway
 from tests.integration.test_authn import bearer, request
 
 SEARCH = "/api/2.0/mlflow/experiments/search"
@@ -52,8 +53,7 @@ class World:
     steered_token: str
 
 
-@pytest.fixture(scope="module")
-def world(gateway: Gateway) -> Iterator[World]:
+def make_world(gateway: Gateway) -> World:
     prefix = f"/steer-{secrets.token_hex(3)}/"
     ids = []
     for i in range(14):
@@ -73,7 +73,12 @@ def world(gateway: Gateway) -> Iterator[World]:
         *(f"experiment:{i} read" for i in sorted(granted)),
         f"experiment:{ids[3]} read deny",
     )
-    yield World(prefix, ids, granted - {ids[3]}, token)
+    return World(prefix, ids, granted - {ids[3]}, token)
+
+
+@pytest.fixture(scope="module")
+def world(gateway: Gateway) -> World:
+    return make_world(gateway)
 
 
 def admin_view(gw: Gateway, body: dict) -> list[dict]:
@@ -169,3 +174,24 @@ def test_a_steered_page_token_after_rights_widen_asks_to_start_again(
         gateway, token, {"max_results": 2, "page_token": first["next_page_token"]}
     )
     assert status == 400 and "start the search again" in second["message"]
+
+
+def test_an_mlflow_that_cannot_filter_by_id_gives_the_same_answers(
+    oldest_mlflow_server: MlflowServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """MLflow 3.16 refuses `attribute.experiment_id` in a filter (400): the gateway must not pass
+    that refusal on, but search item by item, first page, later pages and later callers alike."""
+    gateway = start_gateway(oldest_mlflow_server.url, redis_server.db_url(5), tmp_path)
+    try:
+        old = make_world(gateway)
+        body = {"filter": f"name LIKE '{old.prefix}%'"}
+        expected = visible(gateway, body, old.granted)
+        assert len(expected) == 8
+        for page_size in (2, 100):
+            got = every_page(gateway, old.steered_token, {**body, "max_results": page_size})
+            assert [e["experiment_id"] for e in got] == expected, page_size
+        nothing = user_with(gateway, "registered_model:nothing-here read")
+        status, page = call(gateway, nothing, {"max_results": 5})
+        assert status == 200 and page.get("experiments", []) == [] and "next_page_token" not in page
+    finally:
+        gateway.stop()
