@@ -2,13 +2,18 @@
 
 The ground floor of the policy: the store keeps these lines, the index and the engine decide with
 them, the CLI, the API and the console read and write them. casbin's CSV form:
-`p, SUBJECT, OBJECT, ACTION[, allow|deny]` and `g, MEMBER, GROUP`.
+`p, SUBJECT, OBJECT, ACTION[, allow|deny[, EXPIRES_AT]]` and `g, MEMBER, GROUP`.
+
+A rule may expire: its sixth field is a UTC instant written `2026-12-03T18:00:00Z` (one spelling,
+so that instants compare as text). A rule is known by its first five fields: adding it again with
+another expiry changes its expiry, removing it removes it whatever its expiry.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from gateway.authz.actions import valid_action
@@ -17,23 +22,68 @@ ADMIN_ROLE = "role:admin"
 EFFECTS = ("allow", "deny")
 _SUBJECT = re.compile(r"^(user|group|role):[^\s,*]+\Z")
 _OBJECT = re.compile(r"^(\*|[a-z_]+:[^\s,]*)\Z")
+_EXPIRY = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")
+EXPIRY_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 class PolicyError(ValueError):
     """A rule that cannot be stored; the message says how to write it."""
 
 
+def expiry_text(moment: datetime) -> str:
+    """An instant as rules store it (UTC, whole seconds; a naive time is taken as UTC)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime(EXPIRY_FORMAT)
+
+
+def now_text() -> str:
+    return expiry_text(datetime.now(UTC))
+
+
+def parse_expiry(text: str) -> str:
+    """An ISO 8601 instant (``2026-12-31``, ``2026-12-31T18:00+02:00``, ``…Z``) in the one
+    spelling rules use; a time without an offset is UTC."""
+    try:
+        return expiry_text(datetime.fromisoformat(text.strip()))
+    except ValueError:
+        raise PolicyError(
+            f"invalid expiry {text!r}: use an ISO 8601 time, e.g. 2026-12-31T18:00:00Z"
+        ) from None
+
+
+def expiry_in(delta: timedelta) -> str:
+    return expiry_text(datetime.now(UTC) + delta)
+
+
+def expiry_moment(text: str) -> float:
+    """The POSIX time of a stored expiry."""
+    return datetime.strptime(text, EXPIRY_FORMAT).replace(tzinfo=UTC).timestamp()
+
+
 @dataclass(frozen=True, order=True)
 class Rule:
-    """One `p` line: subject, object pattern, action, effect."""
+    """One `p` line: subject, object pattern, action, effect, and when it expires ("" never)."""
 
     subject: str
     object: str
     action: str
     effect: str = "allow"
+    expires_at: str = ""
 
     def __str__(self) -> str:
-        return f"p, {self.subject}, {self.object}, {self.action}, {self.effect}"
+        line = f"p, {self.subject}, {self.object}, {self.action}, {self.effect}"
+        return f"{line}, {self.expires_at}" if self.expires_at else line
+
+    @property
+    def key(self) -> Rule:
+        """The rule whatever its expiry: what names it in the store."""
+        if not self.expires_at:
+            return self
+        return Rule(self.subject, self.object, self.action, self.effect)
+
+    def expired(self, now: str) -> bool:
+        """Expired at ``now`` (an instant as `now_text` writes it)?"""
+        return bool(self.expires_at) and self.expires_at <= now
 
     def validate(self) -> Rule:
         if not _SUBJECT.match(self.subject):
@@ -52,6 +102,12 @@ class Rule:
             )
         if self.effect not in EFFECTS:
             raise PolicyError(f"invalid effect {self.effect!r}: use allow or deny")
+        if self.expires_at and not _EXPIRY.match(self.expires_at):
+            raise PolicyError(
+                f"invalid expiry {self.expires_at!r}: use a UTC time like 2026-12-31T18:00:00Z"
+            )
+        if self.expires_at and self.key == PROTECTED_RULE:
+            raise PolicyError(f"'{self.key}' makes admins admins and cannot expire")
         return self
 
 
@@ -99,14 +155,17 @@ class PolicyDelta:
 
 
 def parse_line(text: str) -> Rule | Grouping:
-    """A casbin CSV line: ``p, SUBJECT, OBJECT, ACTION[, allow|deny]`` or ``g, MEMBER, GROUP``."""
+    """A casbin CSV line: ``p, SUBJECT, OBJECT, ACTION[, allow|deny[, EXPIRES_AT]]`` or
+    ``g, MEMBER, GROUP``. An empty sixth field is no expiry."""
     fields = [f.strip() for f in text.split(",")]
-    if fields[0] == "p" and len(fields) in (4, 5):
+    if fields[0] == "p" and len(fields) in (4, 5, 6):
+        if len(fields) == 6 and fields[5]:
+            fields[5] = parse_expiry(fields[5])
         return Rule(*fields[1:]).validate()
     if fields[0] == "g" and len(fields) == 3:
         return Grouping(fields[1], fields[2]).validate()
     raise PolicyError(
-        f"cannot read {text.strip()!r}: use 'p, SUBJECT, OBJECT, ACTION[, allow|deny]' "
+        f"cannot read {text.strip()!r}: use 'p, SUBJECT, OBJECT, ACTION[, allow|deny[, EXPIRES]]' "
         "or 'g, MEMBER, GROUP'"
     )
 

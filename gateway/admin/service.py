@@ -25,6 +25,7 @@ from gateway.authn.remembered import AuthChanges
 from gateway.authz.policy_import import stale_lines
 from gateway.policy_lines import Grouping, PolicyError, Rule, parse_lines
 from gateway.scopes import TokenScope
+from gateway.store.policy_history import Rollback, UnknownVersion
 from gateway.store.tokens import TokenRecord, TokenStore
 from gateway.store.users import GroupRecord, StoreError, UserRecord, UserStore, now
 
@@ -89,10 +90,30 @@ class PolicyChanges(Protocol):
         self, lines: Iterable[Rule | Grouping], actor: str | None
     ) -> list[Rule | Grouping]: ...
 
-    async def remove(self, lines: Iterable[Rule | Grouping]) -> list[Rule | Grouping]: ...
+    async def remove(
+        self, lines: Iterable[Rule | Grouping], actor: str | None = None
+    ) -> list[Rule | Grouping]: ...
+
+    async def rollback(self, version: int, actor: str | None) -> Rollback: ...
 
 
 P = TypeVar("P", bound=PolicyChanges)
+
+
+def audit_expired(writer: AuditWriter, rules: list[Rule]) -> None:
+    """One security event per expired rule, by the replica whose removal of it committed."""
+    from gateway.authz.expiry import EXPIRY_ACTOR
+
+    for rule in rules:
+        security_event(
+            writer,
+            "policy_expired",
+            subject=EXPIRY_ACTOR,
+            rule=str(rule),
+            expires_at=rule.expires_at,
+            before=str(rule),
+            after=None,
+        )
 
 
 class ChangeAudit:
@@ -243,6 +264,7 @@ class AdminService(Generic[P]):
     # -- policy ----------------------------------------------------------------------------------
 
     async def add_line(self, actor: Actor, line: Rule | Grouping) -> bool:
+        """Add a line (a rule already there with another expiry gets this one)."""
         line.validate()
         added = await self.policy.add([line], actor=actor.principal.subject)
         if added:
@@ -251,12 +273,32 @@ class AdminService(Generic[P]):
 
     async def remove_line(self, actor: Actor, line: Rule | Grouping) -> None:
         try:
-            removed = await self.policy.remove([line])
+            removed = await self.policy.remove([line], actor=actor.principal.subject)
         except PolicyError as exc:
             raise Conflict(str(exc)) from None
         if not removed:
             raise Missing(f"no such line: {line}")
-        self._event(actor, "policy_removed", rule=str(line), before=str(line), after=None)
+        stored = str(removed[0])
+        self._event(actor, "policy_removed", rule=stored, before=stored, after=None)
+
+    async def rollback(self, actor: Actor, version: int) -> Rollback:
+        """The policy as it was at ``version``, as one new change; an unknown version is
+        Missing. The admin rule stays, whatever that version had."""
+        try:
+            done = await self.policy.rollback(version, actor.principal.subject)
+        except UnknownVersion as exc:
+            raise Missing(str(exc)) from None
+        self._event(
+            actor,
+            "policy_rolled_back",
+            to_version=version,
+            version=done.version,
+            added=len(done.added),
+            removed=len(done.removed),
+            before=[str(x) for x in done.removed],
+            after=[str(x) for x in done.added],
+        )
+        return done
 
     async def import_policy(self, actor: Actor, text: str, replace: bool) -> tuple[int, int, int]:
         """(added, removed, already present). A file with any bad line changes nothing."""
@@ -271,7 +313,8 @@ class AdminService(Generic[P]):
         if replace:
             snapshot = await self.policy.store.snapshot()
             removed = await self.policy.remove(
-                stale_lines((*snapshot.rules, *snapshot.groupings), lines)
+                stale_lines((*snapshot.rules, *snapshot.groupings), lines),
+                actor=actor.principal.subject,
             )
         added = await self.policy.add(lines, actor=actor.principal.subject)
         counts: dict[str, Any] = {"replace": replace, "added": len(added), "removed": len(removed)}

@@ -33,7 +33,7 @@ from casbin.rbac.default_role_manager import (  # type: ignore[import-untyped]
 from gateway.authz.actions import CREATE
 from gateway.authz.casbin_model import CasbinModel, RequestObject, new_enforcer
 from gateway.authz.policy import Decision, PolicyIndex, closure_of
-from gateway.policy_lines import ADMIN_ROLE, Grouping, PolicyDelta, Rule, object_matches
+from gateway.policy_lines import ADMIN_ROLE, Grouping, PolicyDelta, Rule, now_text, object_matches
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +147,14 @@ class SortedLines(list):  # type: ignore[type-arg]
         self._members.clear()
 
 
-def _fields(rule: Rule) -> list[str]:
-    return [rule.subject, rule.object, rule.action, rule.effect]
+def rule_fields(model: CasbinModel, rule: Rule) -> list[str]:
+    """A rule as pycasbin's policy line: with its expiry when the model has the `exp` field."""
+    fields = [rule.subject, rule.object, rule.action, rule.effect]
+    return [*fields, rule.expires_at] if model.expiry else fields
 
 
 def _rule(fields: list[str]) -> Rule | None:
-    return Rule(*fields[:4]) if len(fields) >= 4 else None
+    return Rule(*fields[:5]) if len(fields) >= 4 else None
 
 
 class CasbinEngine:
@@ -168,12 +170,15 @@ class CasbinEngine:
         _parsed_once(self.enforcer)
         # Loaded as pycasbin's adapters load a policy (the lines into the assertions, then the
         # role links built).
-        self._policy().policy = SortedLines(_fields(rule) for rule in index.rules)
+        self._policy().policy = SortedLines(self._fields(rule) for rule in index.rules)
         self._grouping().policy = SortedLines([g.member, g.group] for g in index.groupings)
         self.enforcer.build_role_links()
 
     def _policy(self) -> Any:
         return self.enforcer.model["p"]["p"]
+
+    def _fields(self, rule: Rule) -> list[str]:
+        return rule_fields(self.model, rule)
 
     def _grouping(self) -> Any:
         return self.enforcer.model["g"]["g"]
@@ -201,9 +206,9 @@ class CasbinEngine:
                 else:
                     self.enforcer.remove_grouping_policy(line.member, line.group)
             elif added:
-                self.enforcer.add_policy(*_fields(line))
+                self.enforcer.add_policy(*self._fields(line))
             else:
-                self.enforcer.remove_policy(*_fields(line))
+                self.enforcer.remove_policy(*self._fields(line))
 
     def dismantle(self) -> None:
         self.index.dismantle()
@@ -226,16 +231,21 @@ class CasbinEngine:
         return RequestSubject(primary_subject(subjects), self.closure(subjects))
 
     def _candidates(self, reach: frozenset[str], objects: tuple[str, ...]) -> list[Rule] | None:
-        """The rules that can match, sorted; None when the matcher proves nothing (every rule)."""
+        """The rules that can match, sorted, expired ones left out (they leave the policy at
+        their expiry whatever the model; the enforcer drops them then); None when the matcher
+        proves nothing (every rule, as pycasbin holds them)."""
         if self.model.by_subject and self.model.by_object:
             return sorted(self.index.candidates(reach, objects))
         if self.model.by_subject:
-            return sorted(self.index.rules_of(reach))
-        if self.model.by_object:
-            return [
+            found = self.index.rules_of(reach)
+        elif self.model.by_object:
+            found = [
                 r for r in self.index.rules if any(object_matches(o, r.object) for o in objects)
             ]
-        return None
+        else:
+            return None
+        now = now_text()
+        return sorted(r for r in found if not r.expired(now))
 
     @contextlib.contextmanager
     def _only(self, rules: list[Rule] | None) -> Iterator[None]:
@@ -246,7 +256,7 @@ class CasbinEngine:
             return
         assertion = self._policy()
         everything = assertion.policy
-        assertion.policy = [_fields(rule) for rule in rules]
+        assertion.policy = [self._fields(rule) for rule in rules]
         try:
             yield
         finally:
@@ -307,7 +317,7 @@ def plain_casbin(
     """pycasbin as it comes, on the whole policy: its own role manager (depth limit lifted) and no
     index anywhere — what `policy check --engine casbin` and the tests ask."""
     enforcer = new_enforcer(model, StockRoleManager(STOCK_HIERARCHY_LEVELS))
-    enforcer.model["p"]["p"].policy = [_fields(rule) for rule in sorted(rules)]
+    enforcer.model["p"]["p"].policy = [rule_fields(model, rule) for rule in sorted(rules)]
     enforcer.model["g"]["g"].policy = [[g.member, g.group] for g in sorted(groupings)]
     enforcer.build_role_links()
     return enforcer

@@ -10,7 +10,13 @@ decided by pycasbin (`gateway/authz/casbin_engine.py`).
 
 The matcher's custom functions are registered with pycasbin's `add_function`: `objMatch` is
 `object_matches` over every name of the resource (an experiment is judged by `experiment:<id>` and
-`experiment_name:<name>` at once), `actMatch` is the right hierarchy (`gateway/authz/actions.py`).
+`experiment_name:<name>` at once), `actMatch` is the right hierarchy (`gateway/authz/actions.py`),
+`notExpired` says whether a rule's expiry (its `exp` field, "" for never) is still ahead.
+
+A rule's expiry is a fifth policy field, `exp`, for models that declare it
+(`p = sub, obj, act, eft, exp`, as the shipped model does); the model's matcher decides what it
+means. A model without it is given four fields and never sees expiries (the enforcer still drops
+an expired rule from every path at its expiry).
 """
 
 from __future__ import annotations
@@ -28,12 +34,13 @@ import casbin  # type: ignore[import-untyped]
 from casbin.model import FunctionMap  # type: ignore[import-untyped]
 
 from gateway.authz.actions import matches
-from gateway.policy_lines import ADMIN_ROLE, object_matches
+from gateway.policy_lines import ADMIN_ROLE, now_text, object_matches
 
 SHIPPED_MODEL = Path(__file__).absolute().parent.parent / "policy_files" / "model.conf"
 
 REQUEST = ("r_sub", "r_obj", "r_act")
 POLICY = ("p_sub", "p_obj", "p_act", "p_eft")
+EXPIRY = "p_exp"
 # pycasbin's effects whose answer does not depend on the order of the rules: the gateway's policy
 # is a set (every replica may hold its lines in another order), so priority effects cannot serve.
 EFFECTS = {
@@ -82,9 +89,15 @@ def action_match(rule_action: str, requested: str, effect: str) -> bool:
     return matches(rule_action, requested, effect)
 
 
+def not_expired(expires_at: str) -> bool:
+    """`notExpired(p.exp)`: the rule has no expiry, or it is still ahead."""
+    return not expires_at or expires_at > now_text()
+
+
 GATEWAY_FUNCTIONS: dict[str, Callable[..., bool]] = {
     "objMatch": object_match,
     "actMatch": action_match,
+    "notExpired": not_expired,
 }
 
 
@@ -105,6 +118,8 @@ class CasbinModel:
     # (only rules on one of the resource's names).
     by_subject: bool
     by_object: bool
+    # The rules have a fifth field, `exp` (their expiry): pycasbin is given it.
+    expiry: bool = False
 
     @property
     def allows_without_rules(self) -> bool:
@@ -177,20 +192,21 @@ def _is_call(node: ast.expr, function: str, *args: str) -> bool:
     )
 
 
-def _check_names(tree: ast.expr, known_functions: Iterable[str]) -> None:
+def _check_names(tree: ast.expr, known_functions: Iterable[str], policy: Iterable[str]) -> None:
     functions = set(known_functions)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             if isinstance(node.func, ast.Name) and node.func.id not in functions:
                 raise ModelError(
                     f"[matchers] calls {node.func.id}(), which the gateway does not know — use "
-                    f"g, objMatch, actMatch or one of casbin's functions "
+                    f"g, objMatch, actMatch, notExpired or one of casbin's functions "
                     f"({', '.join(sorted(functions - {'g', *GATEWAY_FUNCTIONS}))})"
                 )
-        elif isinstance(node, ast.Name) and node.id not in (*REQUEST, *POLICY, *functions):
+        elif isinstance(node, ast.Name) and node.id not in (*REQUEST, *policy, *functions):
             raise ModelError(
                 f"[matchers] names {node.id.replace('_', '.', 1)}, which the gateway's requests "
-                "and rules do not have — use r.sub, r.obj, r.act, p.sub, p.obj, p.act, p.eft"
+                "and rules do not have — use r.sub, r.obj, r.act, p.sub, p.obj, p.act, p.eft "
+                "(and p.exp when [policy_definition] declares it)"
             )
 
 
@@ -229,10 +245,11 @@ def _check(path: Path, model: Any) -> tuple[str, ast.expr]:
             "(subject, object, action) — write r = sub, obj, act"
         )
     policy = found["p"]["p"].tokens
-    if policy != list(POLICY):
+    if policy not in (list(POLICY), [*POLICY, EXPIRY]):
         raise ModelError(
             f"[policy_definition] is p = {found['p']['p'].value}: the gateway's rules are "
-            "`p, subject, object, action, effect` — write p = sub, obj, act, eft"
+            "`p, subject, object, action, effect[, expiry]` — write p = sub, obj, act, eft "
+            "(or p = sub, obj, act, eft, exp to see expiries)"
         )
     role = _normalised(found["g"]["g"].value)
     if role.replace(" ", "") != "_,_":
@@ -254,7 +271,8 @@ def _check(path: Path, model: Any) -> tuple[str, ast.expr]:
             "not expressions — write the condition in the matcher"
         )
     tree = _matcher_tree(matcher)
-    _check_names(tree, [*FunctionMap.load_function_map().get_functions(), *GATEWAY_FUNCTIONS, "g"])
+    functions = [*FunctionMap.load_function_map().get_functions(), *GATEWAY_FUNCTIONS, "g"]
+    _check_names(tree, functions, policy)
     return effect, tree
 
 
@@ -297,6 +315,7 @@ def _load(path: Path, text_key: str) -> CasbinModel:
         effect=effect,
         by_subject=any(_is_call(c, "g", "r_sub", "p_sub") for c in conjuncts),
         by_object=any(_is_call(c, "objMatch", "r_obj", "p_obj") for c in conjuncts),
+        expiry=EXPIRY in dict(sections)["policy_definition"].split(", "),
     )
     _try(loaded)
     return loaded
@@ -356,7 +375,7 @@ def _try(model: CasbinModel) -> None:
     request."""
     enforcer = new_enforcer(model)
     for rule in _TRIAL_RULES:
-        enforcer.add_policy(*rule)
+        enforcer.add_policy(*rule, *(("",) if model.expiry else ()))
     enforcer.add_grouping_policy("user:trial", "group:authenticated")
     for subject, names, action in _TRIAL_REQUESTS:
         try:

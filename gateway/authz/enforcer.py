@@ -11,6 +11,12 @@ since its version from the database's change log and applies them to its index o
 (microseconds per line, so a decision sees the policy before or after a change, never half of
 it). When the log cannot tell (the replica is too far behind, or just started), the whole policy is
 read and indexed off the event loop, then swapped in whole.
+
+A rule with an expiry is dropped from the active path at its expiry by every replica on its own
+(`gateway/authz/expiry.py`: a clock of the next expiries, checked before every decision, so the
+decision cache never serves an answer an expired rule gave); then each replica asks the store to
+remove it, and the one whose removal commits calls ``on_expired`` (one audit event) and announces
+the new version like any change.
 """
 
 from __future__ import annotations
@@ -30,10 +36,13 @@ from gateway.authn.principal import AUTHENTICATED_GROUP, Principal
 from gateway.authz.actions import grants
 from gateway.authz.casbin_engine import CasbinEngine
 from gateway.authz.casbin_model import CasbinModel, load_model
+from gateway.authz.expiry import EXPIRY_ACTOR, ExpiryClock, expiry_loop
 from gateway.authz.policy import Decider, Decision, PolicyIndex
 from gateway.background import Background
 from gateway.policy_lines import ADMIN_ROLE, Grouping, PolicyDelta, Rule
 from gateway.store.policies import PolicyStore, snapshot_of
+from gateway.store.policy_history import Rollback
+from gateway.store.policy_rows import RawRow
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +104,14 @@ def engine_for(model: CasbinModel, index: PolicyIndex) -> Decider:
     return index if model.shipped else CasbinEngine(model, index)
 
 
-def _engine_of(
-    model: CasbinModel, version: int, rows: list[tuple[str, str, str, str, str]]
-) -> Decider:
+def _engine_of(model: CasbinModel, version: int, rows: list[RawRow]) -> tuple[Decider, list[Rule]]:
+    """The path on these rows, and the rules among them that expire."""
     snapshot = snapshot_of(version, rows)
-    return engine_for(model, PolicyIndex(snapshot.rules, snapshot.groupings))
+    expiring = [rule for rule in snapshot.rules if rule.expires_at]
+    return engine_for(model, PolicyIndex(snapshot.rules, snapshot.groupings)), expiring
 
 
-def _dismantle(engine: Decider, rows: list[tuple[str, str, str, str, str]]) -> None:
+def _dismantle(engine: Decider, rows: list[RawRow]) -> None:
     engine.dismantle()
     while rows:
         rows.pop()
@@ -136,6 +145,11 @@ class Enforcer:
         self.on_change: list[Callable[[frozenset[str] | None], None]] = []
         # Awaited before this replica changes the policy (owner rules not yet stored go first).
         self.before_change: list[Callable[[], Awaitable[None]]] = []
+        self.clock = ExpiryClock()
+        # Expired rules dropped here and not yet removed from the store.
+        self._unswept: set[Rule] = set()
+        # Told of the rules whose expiry this replica's store removal committed (once overall).
+        self.on_expired: list[Callable[[list[Rule]], None]] = []
 
     async def load(self) -> None:
         """Catch up with the stored policy: the changed lines when the log has them, else all."""
@@ -184,12 +198,38 @@ class Enforcer:
         self.engine.apply(delta)
         self.version = delta.version
         self.last_load = "delta"
+        self.clock.track(line for added, line in delta.changes if added and isinstance(line, Rule))
         self.forget_answers(
             frozenset(
                 line.object for added, line in delta.changes if not added and isinstance(line, Rule)
             )
         )
         log.debug("policy version %s: %s lines applied", delta.version, len(delta.changes))
+        self.drop_expired()
+
+    def drop_expired(self) -> None:
+        """Take the rules whose expiry has come off the active path (on this replica, at once:
+        synchronous, so no decision sees them afterwards); the store removes them next."""
+        due = [rule for rule in self.clock.due(time.time()) if rule in self.index]
+        if not due:
+            return
+        self.engine.apply(PolicyDelta(self.version, tuple((False, rule) for rule in due)))
+        self._unswept.update(due)
+        self.forget_answers(frozenset(rule.object for rule in due))
+        log.info("%s policy rules expired: %s", len(due), "; ".join(map(str, due[:5])))
+
+    async def sweep_expired(self) -> None:
+        """Remove the expired rules from the store; whoever's removal commits tells
+        ``on_expired`` and the other replicas (the others find them gone)."""
+        if not self._unswept:
+            return
+        rules = sorted(self._unswept)
+        removed = await self.store.expire(rules, EXPIRY_ACTOR)
+        self._unswept.difference_update(rules)
+        if removed:
+            for listener in self.on_expired:
+                listener(removed)
+            await self.announce()
 
     def measured_cost(self, budget_s: float = 0.5) -> str:
         """What an uncached decision costs on the loaded policy, timed on requests shaped by it
@@ -216,8 +256,9 @@ class Enforcer:
             version, rows = await self.store.raw_snapshot()
             if version == self.version:
                 return
-            engine = await asyncio.to_thread(_engine_of, self.model, version, rows)
+            engine, expiring = await asyncio.to_thread(_engine_of, self.model, version, rows)
             retired, self.engine, self.version = self.engine, engine, version
+            self.clock.reset(expiring)
             # Freed off the event loop too, a piece at a time.
             await asyncio.to_thread(_dismantle, retired, rows)
             gc.freeze()
@@ -231,6 +272,7 @@ class Enforcer:
             len(self.engine),
             self.engine.engine,
         )
+        self.drop_expired()
 
     def forget_answers(self, removed: frozenset[str] | None) -> None:
         """Drop cached answers and tell the listeners (also for a change made here, not stored)."""
@@ -273,6 +315,8 @@ class Enforcer:
         return found
 
     def decide(self, principal: Principal, names: tuple[str, ...], action: str) -> Decision:
+        if time.time() >= self.clock.next_at:
+            self.drop_expired()
         key = (subjects_of(principal), names, action)
         cached = self._cache.get(key)
         if cached is not None:
@@ -321,12 +365,21 @@ class Enforcer:
             await self.announce()
         return added
 
-    async def remove(self, lines: Iterable[Rule | Grouping]) -> list[Rule | Grouping]:
+    async def remove(
+        self, lines: Iterable[Rule | Grouping], actor: str | None = None
+    ) -> list[Rule | Grouping]:
         await self._settle()
-        removed = await self.store.remove(lines)
+        removed = await self.store.remove(lines, actor)
         if removed:
             await self.announce()
         return removed
+
+    async def rollback(self, version: int, actor: str | None) -> Rollback:
+        await self._settle()
+        done = await self.store.rollback(version, actor)
+        if done.added or done.removed:
+            await self.announce()
+        return done
 
     async def replace_object(self, old: str, new: str | None, actor: str | None) -> int:
         await self._settle()
@@ -338,7 +391,9 @@ class Enforcer:
     # -- keeping up with other replicas ----------------------------------------------------------
 
     def start(self) -> None:
-        self._background.start(policy_listen=self._listen(), policy_poll=self._poll())
+        self._background.start(
+            policy_listen=self._listen(), policy_poll=self._poll(), policy_expiry=expiry_loop(self)
+        )
 
     async def stop(self) -> None:
         await self._background.stop()

@@ -3,6 +3,7 @@
 Semantics are casbin's, with the model in policies/model.conf: a request (subject, object, action)
 is allowed when some `p` rule of the subject or of a role/group it reaches through `g` lines
 matches with effect allow, and no matching rule has effect deny. `role:admin` is never denied.
+A rule whose expiry has passed matches nothing (the model's `notExpired(p.exp)`).
 The index finds candidate rules by subject and by exact object, then tries the pattern rules of
 those subjects only; answers are identical to plain casbin's (tests/unit/test_policy_index.py).
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.authz.actions import CREATE, matches
-from gateway.policy_lines import ADMIN_ROLE, Grouping, PolicyDelta, Rule, object_matches
+from gateway.policy_lines import ADMIN_ROLE, Grouping, PolicyDelta, Rule, now_text, object_matches
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,9 @@ class PolicyIndex:
     def __len__(self) -> int:
         return len(self._rules) + len(self._groupings)
 
+    def __contains__(self, line: object) -> bool:
+        return line in self._rules or line in self._groupings
+
     def add(self, line: Rule | Grouping) -> bool:
         """Index one line; False when it was there already."""
         if isinstance(line, Grouping):
@@ -214,6 +218,14 @@ class PolicyIndex:
         return set(self._by_subject) | set(self._parents)
 
     def candidates(self, subjects: frozenset[str], objects: tuple[str, ...]) -> list[Rule]:
+        """The rules of these subjects on these objects that have not expired."""
+        found = self._candidates(subjects, objects)
+        if any(rule.expires_at for rule in found):
+            now = now_text()
+            return [rule for rule in found if not rule.expired(now)]
+        return found
+
+    def _candidates(self, subjects: frozenset[str], objects: tuple[str, ...]) -> list[Rule]:
         found: list[Rule] = []
         for subject in subjects:
             entry = self._by_subject.get(subject)

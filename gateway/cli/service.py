@@ -28,6 +28,7 @@ from gateway.policy_lines import Grouping, Rule
 from gateway.store.db import create_engine
 from gateway.store.migrate import upgrade_database
 from gateway.store.policies import PolicyStore
+from gateway.store.policy_history import Rollback
 from gateway.store.tokens import TokenStore
 from gateway.store.users import StoreError, UserStore
 
@@ -47,14 +48,21 @@ class ShellPolicy:
     async def add(
         self, lines: Iterable[Rule | Grouping], actor: str | None
     ) -> list[Rule | Grouping]:
-        added = await self.store.add(lines, self.author)
+        added = await self.store.add(lines, actor, author=self.author)
         self.touched = True
         return added
 
-    async def remove(self, lines: Iterable[Rule | Grouping]) -> list[Rule | Grouping]:
-        removed = await self.store.remove(lines)
+    async def remove(
+        self, lines: Iterable[Rule | Grouping], actor: str | None = None
+    ) -> list[Rule | Grouping]:
+        removed = await self.store.remove(lines, actor)
         self.touched = True
         return removed
+
+    async def rollback(self, version: int, actor: str | None) -> Rollback:
+        done = await self.store.rollback(version, actor)
+        self.touched = True
+        return done
 
 
 CliService = AdminService[ShellPolicy]

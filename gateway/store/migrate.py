@@ -19,7 +19,7 @@ from gateway.store.db import create_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest revision in migrations/versions (a test keeps the two in step).
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 # Any fixed number: replicas starting together take turns instead of racing on DDL.
 _PG_MIGRATION_LOCK = 7_230_514
 # How the child process learns the database URL (never on its command line, where `ps` shows it).

@@ -78,7 +78,8 @@ class Token(Base):
 
 
 class PolicyRow(Base):
-    """A casbin line: `p` (v0..v3: subject, object, action, effect) or `g` (member, group)."""
+    """A casbin line: `p` (v0..v3: subject, object, action, effect; when it expires) or `g`
+    (member, group). The expiry is not part of the line's identity (the unique constraint)."""
 
     __tablename__ = "policy_rules"
     __table_args__ = (UniqueConstraint("ptype", "v0", "v1", "v2", "v3", name="uq_policy_rule"),)
@@ -91,6 +92,7 @@ class PolicyRow(Base):
     v3: Mapped[str] = mapped_column(String(16), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str | None] = mapped_column(String(200))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class Meta(Base):
@@ -101,7 +103,8 @@ class Meta(Base):
 
 
 class PolicyChange(Base):
-    """One line a policy version added or removed: replicas apply these instead of reloading."""
+    """One line a policy version added or removed: replicas apply these instead of reloading,
+    and kept for good, with who made the change, as the policy's history."""
 
     __tablename__ = "policy_changes"
 
@@ -114,3 +117,5 @@ class PolicyChange(Base):
     v2: Mapped[str] = mapped_column(String(255), default="")
     v3: Mapped[str] = mapped_column(String(16), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str | None] = mapped_column(String(200))

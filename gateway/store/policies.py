@@ -1,139 +1,89 @@
 """Policy rules in the gateway database, with a version number bumped by every change.
 
-Every change also writes the lines it added or removed to a change log under its version, in the
-same transaction, so a replica that is a few versions behind applies those lines instead of
-reading and indexing the whole policy again. The log keeps the last `KEEP_VERSIONS` versions; a
-replica further behind (or a gap in the log) reloads everything.
+Every change also writes the lines it added or removed to a change log under its version, with
+who made it, in the same transaction. A replica a few versions behind applies those lines instead
+of reading and indexing the whole policy again; one more than `KEEP_VERSIONS` behind (or facing a
+gap in the log) reloads everything. The log is never pruned: it is the policy's history, which
+`policy history` shows and `policy rollback` reads (`gateway/store/policy_history.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.policy_lines import PROTECTED_RULE, Grouping, PolicyDelta, PolicyError, Rule
+from gateway.policy_lines import (
+    PROTECTED_RULE,
+    Grouping,
+    PolicyDelta,
+    PolicyError,
+    Rule,
+    now_text,
+)
+from gateway.store import policy_history
 from gateway.store.models import Meta, PolicyChange, PolicyRow
+from gateway.store.policy_history import HistoryEntry, Rollback, VersionDiff
+from gateway.store.policy_rows import (
+    PolicySnapshot,
+    RawRow,
+    bump,
+    current_version,
+    line_of,
+    match,
+    row_of,
+    snapshot_of,
+    stored_line,
+)
 from gateway.store.users import now
 
-_VERSION = "policy_version"
-# Versions kept in the change log: far more than a replica falls behind between two checks.
+__all__ = ["KEEP_VERSIONS", "PolicySnapshot", "PolicyStore", "snapshot_of"]
+
+# How far behind a replica may be and still catch up from the log rather than reload everything.
 KEEP_VERSIONS = 1000
 SNAPSHOT_SLICE = 2000
 _BOOTSTRAPPED = "policy_bootstrapped"
-
-
-@dataclass(frozen=True)
-class PolicySnapshot:
-    rules: tuple[Rule, ...]
-    groupings: tuple[Grouping, ...]
-    version: int
-
-
-def _row(line: Rule | Grouping, actor: str | None) -> PolicyRow:
-    if isinstance(line, Rule):
-        return PolicyRow(
-            ptype="p",
-            v0=line.subject,
-            v1=line.object,
-            v2=line.action,
-            v3=line.effect,
-            created_at=now(),
-            created_by=actor,
-        )
-    return PolicyRow(
-        ptype="g", v0=line.member, v1=line.group, v2="", v3="", created_at=now(), created_by=actor
-    )
-
-
-def _line(ptype: str, v0: str, v1: str, v2: str, v3: str) -> Rule | Grouping:
-    return Rule(v0, v1, v2, v3) if ptype == "p" else Grouping(v0, v1)
-
-
-_CHANGE_FIELDS = ("ptype", "v0", "v1", "v2", "v3", "created_at")
-
-
-def _change(version: int, added: bool, line: Rule | Grouping) -> PolicyChange:
-    """The change-log entry of ``line``: the row's own fields, the version and the direction."""
-    row = _row(line, None)
-    fields = {name: getattr(row, name) for name in _CHANGE_FIELDS}
-    return PolicyChange(version=version, added=added, **fields)
-
-
-def _match(line: Rule | Grouping):  # noqa: ANN202 - a SQLAlchemy boolean clause
-    if isinstance(line, Rule):
-        return (
-            (PolicyRow.ptype == "p")
-            & (PolicyRow.v0 == line.subject)
-            & (PolicyRow.v1 == line.object)
-            & (PolicyRow.v2 == line.action)
-            & (PolicyRow.v3 == line.effect)
-        )
-    return (PolicyRow.ptype == "g") & (PolicyRow.v0 == line.member) & (PolicyRow.v1 == line.group)
-
-
-def snapshot_of(version: int, rows: Iterable[tuple[str, str, str, str, str]]) -> PolicySnapshot:
-    rules: list[Rule] = []
-    groupings: list[Grouping] = []
-    for ptype, v0, v1, v2, v3 in rows:
-        if ptype == "p":
-            rules.append(Rule(v0, v1, v2, v3))
-        elif ptype == "g":
-            groupings.append(Grouping(v0, v1))
-    return PolicySnapshot(tuple(rules), tuple(groupings), version)
 
 
 class PolicyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
-    @staticmethod
-    async def _bump(session: AsyncSession, changes: list[tuple[bool, Rule | Grouping]]) -> int:
-        """Next version, and its lines in the change log. The version row is locked until commit
-        (PostgreSQL), so versions commit in order and no two changes get the same number."""
-        meta = await session.scalar(select(Meta).where(Meta.key == _VERSION).with_for_update())
-        version = 1 if meta is None else int(meta.value) + 1
-        if meta is None:
-            session.add(Meta(key=_VERSION, value=str(version)))
-        else:
-            await session.execute(
-                update(Meta).where(Meta.key == _VERSION).values(value=str(version))
-            )
-        session.add_all(_change(version, added, line) for added, line in changes)
-        await session.execute(
-            delete(PolicyChange).where(PolicyChange.version <= version - KEEP_VERSIONS)
-        )
-        return version
-
     async def version(self) -> int:
         async with self._sessions() as session:
-            meta = await session.get(Meta, _VERSION)
-            return int(meta.value) if meta else 0
+            return await current_version(session)
 
     async def snapshot(self) -> PolicySnapshot:
         version, rows = await self.raw_snapshot()
         return snapshot_of(version, rows)
 
-    async def raw_snapshot(self) -> tuple[int, list[tuple[str, str, str, str, str]]]:
-        """The version and every line as plain tuples (ptype, v0..v3): turning 100k rows into
-        rules is left to the caller, who may do it off the event loop (`snapshot_of`)."""
-        columns = select(PolicyRow.ptype, PolicyRow.v0, PolicyRow.v1, PolicyRow.v2, PolicyRow.v3)
-        rows: list[tuple[str, str, str, str, str]] = []
+    async def raw_snapshot(self) -> tuple[int, list[RawRow]]:
+        """The version and every line as plain tuples (ptype, v0..v3, expires_at): turning 100k
+        rows into rules is left to the caller, who may do it off the event loop (`snapshot_of`)."""
+        columns = select(
+            PolicyRow.ptype,
+            PolicyRow.v0,
+            PolicyRow.v1,
+            PolicyRow.v2,
+            PolicyRow.v3,
+            PolicyRow.expires_at,
+        )
+        rows: list[RawRow] = []
         async with self._sessions() as session:
-            meta = await session.get(Meta, _VERSION)
+            version = await current_version(session)
             # In slices, each an await: reading 100k rows must not hold the event loop.
             result = await session.stream(columns)
             async for part in result.partitions(SNAPSHOT_SLICE):
-                rows.extend(cast(tuple[str, str, str, str, str], tuple(row)) for row in part)
-        return (int(meta.value) if meta else 0), rows
+                rows.extend(cast(RawRow, tuple(row)) for row in part)
+        return version, rows
 
     async def changes_since(self, version: int) -> PolicyDelta | None:
         """The lines changed after ``version`` up to the current version, or None when the log
-        cannot tell (pruned, or ``version`` is not one this database had): reload everything."""
+        should not tell (too far behind, a gap, or ``version`` is not one this database had):
+        reload everything."""
         columns = select(
             PolicyChange.version,
             PolicyChange.added,
@@ -142,13 +92,13 @@ class PolicyStore:
             PolicyChange.v1,
             PolicyChange.v2,
             PolicyChange.v3,
+            PolicyChange.expires_at,
         )
         async with self._sessions() as session:
-            meta = await session.get(Meta, _VERSION)
-            current = int(meta.value) if meta else 0
+            current = await current_version(session)
             if current == version:
                 return PolicyDelta(current, ())
-            if current < version:
+            if current < version or current - version > KEEP_VERSIONS:
                 return None
             rows = (
                 await session.execute(
@@ -159,7 +109,7 @@ class PolicyStore:
             ).all()
         if {r[0] for r in rows} != set(range(version + 1, current + 1)):
             return None
-        return PolicyDelta(current, tuple((bool(r[1]), _line(*r[2:])) for r in rows))
+        return PolicyDelta(current, tuple((bool(r[1]), line_of(*r[2:])) for r in rows))
 
     async def bootstrap(self, lines: Iterable[Rule | Grouping]) -> bool:
         """Load the shipped bootstrap policy once, into an empty installation."""
@@ -182,42 +132,77 @@ class PolicyStore:
             session.add(Meta(key=_BOOTSTRAPPED, value=now().isoformat()))
             added: list[tuple[bool, Rule | Grouping]] = []
             for line in lines:
-                if await session.scalar(select(PolicyRow.id).where(_match(line))) is None:
-                    session.add(_row(line, "bootstrap"))
+                if await session.scalar(select(PolicyRow.id).where(match(line))) is None:
+                    session.add(row_of(line, "bootstrap"))
                     added.append((True, line))
             if added:
-                await self._bump(session, added)
+                await bump(session, added, "bootstrap")
         return True
 
+    @staticmethod
+    async def _put(
+        session: AsyncSession, line: Rule | Grouping, actor: str | None
+    ) -> list[tuple[bool, Rule | Grouping]]:
+        """Store ``line``: nothing when it is there as it is; a rule there with another expiry
+        gets this one (the log says: the old line removed, the new one added)."""
+        row = await session.scalar(select(PolicyRow).where(match(line)))
+        if row is None:
+            session.add(row_of(line, actor))
+            return [(True, line)]
+        old = stored_line(row)
+        if old == line:
+            return []
+        row.expires_at = row_of(line, actor).expires_at
+        return [(False, old), (True, line)]
+
     async def add(
-        self, lines: Iterable[Rule | Grouping], actor: str | None
+        self, lines: Iterable[Rule | Grouping], actor: str | None, author: str | None = None
     ) -> list[Rule | Grouping]:
-        """Add lines that are not there yet; returns those actually added."""
-        added: list[Rule | Grouping] = []
+        """Add lines that are not there yet (or change a rule's expiry); returns those actually
+        added. ``author``: what the rows record as their creator, when not ``actor``."""
+        changes: list[tuple[bool, Rule | Grouping]] = []
         async with self._sessions.begin() as session:
             for line in lines:
                 line.validate()
-                if await session.scalar(select(PolicyRow.id).where(_match(line))) is None:
-                    session.add(_row(line, actor))
-                    added.append(line)
-            if added:
-                await self._bump(session, [(True, line) for line in added])
-        return added
+                changes += await self._put(session, line, author or actor)
+            if changes:
+                await bump(session, changes, actor)
+        return [line for added, line in changes if added]
 
-    async def remove(self, lines: Iterable[Rule | Grouping]) -> list[Rule | Grouping]:
+    async def remove(
+        self, lines: Iterable[Rule | Grouping], actor: str | None = None
+    ) -> list[Rule | Grouping]:
+        """Remove lines (a rule whatever its expiry); returns them as they were stored."""
         removed: list[Rule | Grouping] = []
         async with self._sessions.begin() as session:
             for line in lines:
-                if line == PROTECTED_RULE:
+                if isinstance(line, Rule) and line.key == PROTECTED_RULE:
                     raise PolicyError(f"'{line}' makes admins admins and cannot be removed")
-                result = cast(
-                    CursorResult[Any], await session.execute(delete(PolicyRow).where(_match(line)))
-                )
-                if result.rowcount:
-                    removed.append(line)
+                row = await session.scalar(select(PolicyRow).where(match(line)))
+                if row is not None:
+                    removed.append(stored_line(row))
+                    await session.delete(row)
             if removed:
-                await self._bump(session, [(False, line) for line in removed])
+                await bump(session, [(False, line) for line in removed], actor)
         return removed
+
+    async def expire(self, rules: Iterable[Rule], actor: str) -> list[Rule]:
+        """Remove these rules if they are stored with this expiry and it has passed: returns
+        those removed here. Replicas expiring the same rule at once remove it once (its row is
+        locked by the first until its change commits)."""
+        moment = now_text()
+        expired: list[Rule] = []
+        async with self._sessions.begin() as session:
+            for rule in sorted(rules):
+                row = await session.scalar(select(PolicyRow).where(match(rule)).with_for_update())
+                if row is None or stored_line(row) != rule or not rule.expires_at:
+                    continue
+                if rule.expired(moment):
+                    expired.append(rule)
+                    await session.delete(row)
+            if expired:
+                await bump(session, [(False, rule) for rule in expired], actor)
+        return expired
 
     async def replace_object(self, old: str, new: str | None, actor: str | None) -> int:
         """Move every rule on object ``old`` to ``new`` (rename), or drop them (``new`` None)."""
@@ -233,14 +218,31 @@ class PolicyStore:
             changes: list[tuple[bool, Rule | Grouping]] = []
             for row in rows:
                 await session.delete(row)
-                changes.append((False, Rule(row.v0, row.v1, row.v2, row.v3)))
+                changes.append((False, stored_line(row)))
             await session.flush()
-            if new is not None:
-                for row in rows:
-                    moved = Rule(row.v0, new, row.v2, row.v3)
-                    if await session.scalar(select(PolicyRow.id).where(_match(moved))) is None:
-                        session.add(_row(moved, actor))
-                        changes.append((True, moved))
+            for _, line in changes[:] if new is not None else ():
+                rule = cast(Rule, line)
+                moved = Rule(rule.subject, new or "", rule.action, rule.effect, rule.expires_at)
+                if await session.scalar(select(PolicyRow.id).where(match(moved))) is None:
+                    session.add(row_of(moved, actor))
+                    changes.append((True, moved))
             if rows:
-                await self._bump(session, changes)
+                await bump(session, changes, actor)
             return len(rows)
+
+    # -- history ---------------------------------------------------------------------------------
+
+    async def history(self, limit: int = 100, before: int | None = None) -> list[HistoryEntry]:
+        """Changed lines, newest first; ``before``: only versions older than it."""
+        async with self._sessions() as session:
+            return await policy_history.entries(session, limit, before)
+
+    async def diff(self, old: int, new: int) -> VersionDiff:
+        """The lines the policy gained and lost between versions ``old`` and ``new``."""
+        async with self._sessions() as session:
+            return await policy_history.diff(session, old, new)
+
+    async def rollback(self, version: int, actor: str | None) -> Rollback:
+        """The policy as it was at ``version``, as one new change (the admin rule stays)."""
+        async with self._sessions.begin() as session:
+            return await policy_history.rollback(session, version, actor)

@@ -64,6 +64,8 @@ rule_strategy = st.builds(
     st.sampled_from(PATTERNS),
     st.sampled_from(ACTIONS),
     st.sampled_from(["allow", "allow", "deny"]),
+    # No expiry, long expired, far ahead: the index and pycasbin's notExpired(p.exp) alike.
+    st.sampled_from(["", "", "2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z"]),
 )
 grouping_strategy = st.builds(Grouping, st.sampled_from(SUBJECTS), st.sampled_from(GROUPS))
 
