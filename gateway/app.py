@@ -16,12 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import paths
 from gateway.admin.api import AdminApi
+from gateway.admin.approvals_api import ApprovalsApi
 from gateway.admin.audit_api import AuditApi
 from gateway.admin.endpoints import add_routes
 from gateway.admin.openapi import openapi_handler
 from gateway.admin.service import AdminService, TokenService
 from gateway.admin.tokens_page import TokensPage
 from gateway.admin.ui import Console
+from gateway.approvals.gate import ApprovalGate
+from gateway.approvals.mlflow_calls import MlflowCalls
+from gateway.approvals.service import ApprovalService
+from gateway.approvals.store import ApprovalStore
 from gateway.audit.record import audit_middleware, security_event
 from gateway.audit.writer import AuditWriter, new_instance_id
 from gateway.authn.authenticator import (
@@ -88,6 +93,7 @@ ENFORCER = web.AppKey("enforcer", Enforcer)
 AUTHORIZER = web.AppKey("authorizer", Authorizer)
 SEARCH = web.AppKey("search_filter", SearchFilter)
 HOOKS = web.AppKey("hooks", Hooks)
+APPROVALS = web.AppKey("approvals", ApprovalService)
 # What runs beside the requests:
 OWNER_RULES = web.AppKey("owner_rules", OwnerRules)
 AUDIT = web.AppKey("audit", AuditWriter)
@@ -250,8 +256,14 @@ def create_app(settings: Settings) -> web.Application:
     )
     # Renames and deletions on any replica arrive as policy changes: names may mean another model.
     app[ENFORCER].on_change.append(resolver.policy_changed)
+    required = frozenset(settings.approval_required)
     app[AUTHORIZER] = Authorizer(
-        RouteTable(), app[ENFORCER], resolver, frozenset(settings.protected_aliases)
+        RouteTable(), app[ENFORCER], resolver, frozenset(settings.protected_aliases), required
+    )
+    # Held promotions: in the shared Redis, made at MLflow over the proxy's own client.
+    approval_calls = MlflowCalls(lambda: app[PROXY].session, settings.upstream_url)
+    app[APPROVALS] = ApprovalService(
+        ApprovalStore(redis), app[ENFORCER], approval_calls, audit, settings.approval_ttl
     )
     app[SEARCH] = SearchFilter(lambda: app[PROXY].session, settings.upstream_url, app[ENFORCER])
     # Creators' owner rules: decided on at once, journalled, stored in batches after the answer.
@@ -300,16 +312,22 @@ def create_app(settings: Settings) -> web.Application:
     admin_api = AdminApi(
         AdminService(users, tokens, app[ENFORCER], audit, auth_changes=auth_changes), resolver
     )
-    endpoints = admin_api.endpoints() + AuditApi(redis).endpoints()
+    endpoints = [
+        *admin_api.endpoints(),
+        *AuditApi(redis).endpoints(),
+        *ApprovalsApi(app[APPROVALS]).endpoints(),
+    ]
     app.router.add_get(
         paths.OPENAPI,
         openapi_handler(endpoints, settings.effective_public_url, authenticator.session_cookie),
     )
     add_routes(app, endpoints, app[ENFORCER])
-    app.router.add_routes(Console(admin_api, redis, settings.effective_public_url).routes())
+    console = Console(admin_api, redis, settings.effective_public_url, app[APPROVALS])
+    app.router.add_routes(console.routes())
     app.router.add_static(paths.STATIC, STATIC_DIR)
     app.router.add_route("*", paths.PREFIX + "{tail:.*}", _gateway_not_found)
-    pipeline = MlflowPipeline(app[AUTHORIZER], app[PROXY], app[SEARCH], app[HOOKS])
+    gate = ApprovalGate(required, app[APPROVALS], approval_calls) if required else None
+    pipeline = MlflowPipeline(app[AUTHORIZER], app[PROXY], app[SEARCH], app[HOOKS], gate)
     app.router.add_route("*", "/{tail:.*}", pipeline.handle)
     return app
 

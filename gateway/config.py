@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from gateway.approvals.required import DEFAULT_TTL, parse_required, parse_ttl, required_problems
 from gateway.config_values import (
     IPNetwork,
     parse_algorithms,
@@ -184,6 +185,16 @@ class Settings:
         parse_list_lower,
         "registered-model aliases whose setting needs alias:<name> rather than edit",
     )
+    approval_required: tuple[str, ...] = _opt(
+        "APPROVAL_REQUIRED",
+        (),
+        parse_required,
+        "stages (production, staging, archived) and protected aliases (alias:champion) whose "
+        "change needs a second person's approval (docs/approvals.md)",
+    )
+    approval_ttl: int = _opt(
+        "APPROVAL_TTL", DEFAULT_TTL, parse_ttl, "how long a request waits for approval (7d, 12h)"
+    )
     policy_file: Path | None = _opt(
         "POLICY_FILE",
         None,
@@ -346,6 +357,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         settings.tls_cert_file, settings.tls_key_file
     )
     problems += model_problems(settings.casbin_model)
+    problems += required_problems(settings.approval_required, settings.protected_aliases)
     if problems:
         raise ConfigError(problems)
     return settings

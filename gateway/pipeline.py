@@ -14,6 +14,7 @@ Then, for everything outside /.gateway/, `MlflowPipeline.handle`:
   route     authz/routes.py            (method, decoded path) → RouteRule, or 403
   body      read_judged_body           the body MLflow will parse, bounded (streamed otherwise)
   judge     authz/authorize.py         canonical parameters → resources → decisions
+  approval  approvals/gate.py          a promotion that needs approval is held (403), not sent
   stamp     authz/stamping.py          the caller's identity written into CreateRun
   forward   proxy.py                   streamed to MLflow and back
   respond   authz/filters.py           searches filtered to what the caller may read
@@ -31,6 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.approvals.gate import ApprovalGate
 from gateway.authz.authorize import Authorizer, Call, Judgement
 from gateway.authz.canonical import MAX_JUDGED_BODY, Ambiguous
 from gateway.authz.filters import SearchFilter
@@ -81,18 +83,26 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 
 class MlflowPipeline:
     def __init__(
-        self, authorizer: Authorizer, proxy: MlflowProxy, search: SearchFilter, hooks: Hooks
+        self,
+        authorizer: Authorizer,
+        proxy: MlflowProxy,
+        search: SearchFilter,
+        hooks: Hooks,
+        approvals: ApprovalGate | None = None,
     ) -> None:
         self.authorizer = authorizer
         self.proxy = proxy
         self.search = search
         self.hooks = hooks
+        self.approvals = approvals
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context_of(request)
         try:
             judgement = await self._judge(request, ctx)
             ctx.judgement = judgement
+            if self.approvals is not None:
+                await self.approvals.check(judgement, ctx)
             body, rewritten = self._stamp(judgement, ctx)
             return await self._respond(request, ctx, judgement, body, rewritten)
         except Refused as refused:

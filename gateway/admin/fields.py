@@ -32,6 +32,7 @@ SUBJECT = rf"(?:user|group|role):{_NAME_CHARS}{{1,240}}"
 OBJECT = rf"\*|[a-z_]{{1,40}}:{_OBJECT_CHARS}{{0,470}}"
 ACTION = (
     rf"\*|read|edit|manage|create|use|promote:(?:\*|[a-z]{{1,20}})|alias:{_OBJECT_CHARS}{{1,200}}"
+    rf"|request:(?:\*|[a-z]{{1,20}}|alias:{_OBJECT_CHARS}{{1,200}})"
 )
 TOKEN_ID = r"[0-9a-f]{12}"  # noqa: S105 - the shape of a token id, not a secret
 # At most 366 days, as parse_duration (gateway/scopes.py) allows: days, hours, or short spans in

@@ -131,8 +131,15 @@ class ApprovalService:
         """The approval, moved out of pending by this caller (atomically), or a refusal."""
         if len(comment) > MAX_COMMENT:
             raise ValueError(f"a comment is at most {MAX_COMMENT} characters")
-        approval = await self.get(actor.principal, approval_id)
-        if why := self.refusal(actor.principal, approval):
+        approval = await self.store.get(approval_id)
+        principal = actor.principal
+        # As for MLflow's objects: someone with no right on the model is told nothing of it.
+        if approval is None or not (
+            self.may_see(principal, approval)
+            or self.enforcer.holds_any_right(principal, model_resource(approval.model).names)
+        ):
+            raise Missing(f"no approval with id {approval_id!r}")
+        if why := self.refusal(principal, approval):
             kind = "approval_approved" if target == APPROVING else "approval_rejected"
             self._event(actor, kind, "failure", approval=approval_id, reason=why)
             raise NotPermitted(why)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from gateway.authn.principal import Principal
 from gateway.authz.actions import alias as alias_right
-from gateway.authz.actions import promote
+from gateway.authz.actions import asking, promote
 from gateway.authz.canonical import Ambiguous, Params, canonical_params
 from gateway.authz.enforcer import Enforcer
 from gateway.authz.graphql import GraphqlNeed, Unjudgeable, graphql_needs
@@ -117,6 +117,7 @@ class Authorizer:
         enforcer: Enforcer,
         resolver: Resolver,
         protected_aliases: frozenset[str],
+        approval_required: frozenset[str] = frozenset(),
     ) -> None:
         self.routes = routes
         self.enforcer = enforcer
@@ -125,6 +126,9 @@ class Authorizer:
         self.protected_aliases = protected_aliases
         # Spellings a backend may take for a protected alias ("Champion", "champion ").
         self._protected = {collation_key(a): a for a in protected_aliases}
+        # Promotions of registered models that only a second person completes: the request is
+        # judged on the right to ask (request:…), and gateway/approvals/ holds it.
+        self.approval_required = approval_required
 
     def route(
         self, method: str, target: Target, headers: Mapping[str, str]
@@ -268,18 +272,24 @@ class Authorizer:
                 f"token {principal.token_id} scope: {why}",
             )
 
+    def _gated(self, kind: Kind, action: str) -> str:
+        """``action``, or the right to ask for it where it needs approval."""
+        if kind == Kind.REGISTERED_MODEL and action in self.approval_required:
+            return asking(action)
+        return action
+
     def _action(self, need: Need, params: Params) -> str:
         if need.action == "stage":
             stages = params.values("stage")
             if len(stages) != 1 or not stages[0].strip():
                 raise Ambiguous("'stage' is required")
-            return promote(stages[0])
+            return self._gated(need.kind, promote(stages[0]))
         if need.action == "alias":
             aliases = params.values("alias")
             if len(aliases) != 1:
                 raise Ambiguous("'alias' is required")
             protected = self._protected.get(collation_key(aliases[0]))
-            return alias_right(protected) if protected else "edit"
+            return self._gated(need.kind, alias_right(protected)) if protected else "edit"
         if need.action == "status":
             statuses = params.values("status")
             if len(statuses) > 1:
@@ -355,7 +365,8 @@ class Authorizer:
                     if need.action == "create":
                         judgement.new_skills.append(value)
             if need.action == "stage" and values:
-                judged += await self._leaving_production(values[0], params, action, judged)
+                leaving = await self._leaving_production(values[0], params, judged)
+                judged += [j for j in leaving if j.action != action]
             return judged
         except Ambiguous as exc:
             raise bad_request(f"Ambiguous request: {exc}.") from None
@@ -365,7 +376,7 @@ class Authorizer:
             raise unreachable(str(exc)) from None
 
     async def _leaving_production(
-        self, name: str, params: Params, action: str, judged: list[Judged]
+        self, name: str, params: Params, judged: list[Judged]
     ) -> list[Judged]:
         """Taking a version out of Production changes what is deployed: it needs the Production
         right too, not only the target stage's."""
@@ -377,6 +388,7 @@ class Authorizer:
                 f"Model Version (name={name}, version={version}) not found",
                 "names a model version that does not exist",
             ) from None
-        if current == "production" and promote(current) != action:
-            return [replace(j, action=promote(current)) for j in judged]
+        if current == "production":
+            leaving = self._gated(Kind.REGISTERED_MODEL, promote(current))
+            return [replace(j, action=leaving) for j in judged]
         return []

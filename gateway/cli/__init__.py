@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from gateway import __version__
-from gateway.cli import accounts, audit, doctor, policy, routes
+from gateway.cli import accounts, approvals, audit, doctor, policy, routes
 from gateway.cli.common import fail_config, load_or_exit
 from gateway.config import check_serve_settings, exposure_problems
 
@@ -82,6 +82,7 @@ for command in (
     accounts.tokens,
     policy.policy,
     audit.audit,
+    approvals.approvals,
     doctor.doctor,
     routes.routes,
 ):
