@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from gateway.authz.actions import valid_action
+from gateway.scopes import parse_duration
 
 ADMIN_ROLE = "role:admin"
 EFFECTS = ("allow", "deny")
@@ -53,6 +54,19 @@ def parse_expiry(text: str) -> str:
 
 def expiry_in(delta: timedelta) -> str:
     return expiry_text(datetime.now(UTC) + delta)
+
+
+def expiry_from(expires_in: str | None, expires_at: str | None) -> str:
+    """A rule's expiry from what people write: a duration (``4s``, ``2h``, ``30d``) or an ISO 8601
+    time; "" for neither."""
+    if expires_in and expires_at:
+        raise PolicyError("give an expiry time or a duration, not both")
+    if expires_in:
+        try:
+            return expiry_in(parse_duration(expires_in))
+        except ValueError as exc:
+            raise PolicyError(str(exc)) from None
+    return parse_expiry(expires_at) if expires_at else ""
 
 
 def expiry_moment(text: str) -> float:

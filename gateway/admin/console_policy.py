@@ -1,5 +1,6 @@
-"""The console's policy pages: the rules and g lines (filtered, added, removed, imported), and the
-Explain page (may this user do that, who may), with pickers of what MLflow knows."""
+"""The console's policy pages: the rules and g lines (filtered, added with an optional expiry,
+removed, imported), the history (a diff between two versions, rollback), and the Explain page (may
+this user do that, who may), with pickers of what MLflow knows."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from aiohttp import web
 from gateway.admin.console_frame import Frame, Pages, form_post, page, text
 from gateway.admin.service import Actor
 from gateway.authz.explain import explain, principal_of, who_can
-from gateway.policy_lines import Grouping, PolicyError, Rule
+from gateway.policy_lines import Grouping, PolicyError, Rule, expiry_from, now_text
+from gateway.store.policy_history import UnknownVersion, VersionDiff
 
 if TYPE_CHECKING:
     from gateway.admin.api import AdminApi
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SHOWN_RULES = 500
+SHOWN_CHANGES = 200
 ACTIONS = (
     "read",
     "edit",
@@ -33,6 +36,10 @@ ACTIONS = (
 )
 
 
+def _expiry(form: Any) -> str:
+    return expiry_from(text(form, "expires_in") or None, text(form, "expires_at") or None)
+
+
 def _line(form: Any) -> Rule | Grouping:
     if form.get("kind") == "g":
         return Grouping(text(form, "member"), text(form, "group"))
@@ -41,7 +48,12 @@ def _line(form: Any) -> Rule | Grouping:
         text(form, "object"),
         text(form, "action"),
         text(form, "effect", "allow"),
+        _expiry(form),
     )
+
+
+def _version(value: str) -> int | None:
+    return int(value) if value.strip().isdigit() else None
 
 
 class PolicyPages(Pages):
@@ -77,6 +89,7 @@ class PolicyPages(Pages):
                 "grouping_count": len(groupings),
                 "shown": SHOWN_RULES,
                 "version": self.service.policy.version,
+                "now": now_text(),
                 "actions": ACTIONS,
                 "catalog": await self._catalog(),
                 "query": request.query_string,
@@ -112,6 +125,49 @@ class PolicyPages(Pages):
         line = _line(form)
         await self.service.remove_line(actor, line)
         return f"Removed: {line}"
+
+    @page("/policies/history")
+    async def history_page(self, request: web.Request) -> web.Response:
+        """The changes, newest first, and what the policy gained and lost between two versions
+        (by default: the version before the newest and the newest)."""
+        store = self.service.policy.store
+        version = self.service.policy.version
+        changes = await store.history(SHOWN_CHANGES)
+        old = _version(request.query.get("from", "")) or max(version - 1, 1)
+        new = _version(request.query.get("to", "")) or version
+        diff: VersionDiff | None = None
+        error = None
+        if version:
+            try:
+                diff = await store.diff(old, new)
+            except UnknownVersion as exc:
+                error = str(exc)
+        return self.frame.render(
+            request,
+            "admin/policy_history.html",
+            {
+                "version": version,
+                "changes": changes,
+                "shown": SHOWN_CHANGES,
+                "old": old,
+                "new": new,
+                "diff": diff,
+                "error": error,
+            },
+        )
+
+    @form_post("/policies/rollback")
+    async def policy_rollback(self, request: web.Request, form: Any, actor: Actor) -> str:
+        version = _version(text(form, "version"))
+        if version is None:
+            raise ValueError("name the version to roll back to (a number)")
+        done = await self.service.rollback(actor, version)
+        if not (done.added or done.removed):
+            return f"Unchanged: the policy is as it was at version {version}."
+        return (
+            f"Rolled back to version {version} as version {done.version}: "
+            f"{len(done.added)} added, {len(done.removed)} removed."
+        )
 
     @form_post("/policies/import")
     async def policy_import(self, request: web.Request, form: Any, actor: Actor) -> str:

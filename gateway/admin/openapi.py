@@ -59,9 +59,50 @@ SCHEMAS: dict[str, Any] = {
             "object": _string(),
             "action": _string(),
             "effect": {"type": "string", "enum": ["allow", "deny"]},
+            "expires_at": _string(nullable=True, format="date-time"),
         }
     ),
     "Grouping": _object({"member": _string(), "group": _string()}),
+    "Line": {
+        "type": "object",
+        "description": "a rule (kind p: subject, object, action, effect, expires_at) or a g line "
+        "(kind g: member, group), with its CSV form",
+        "properties": {"line": _string(), "kind": {"type": "string", "enum": ["p", "g"]}},
+        "required": ["line", "kind"],
+    },
+    "History": _object(
+        {
+            "version": INT,
+            "changes": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "version": INT,
+                        "time": _string(format="date-time"),
+                        "actor": _string(nullable=True),
+                        "op": {"type": "string", "enum": ["add", "remove"]},
+                        "line": _string(),
+                    }
+                ),
+            },
+        }
+    ),
+    "PolicyDiff": _object(
+        {
+            "from": INT,
+            "to": INT,
+            "added": {"type": "array", "items": _ref("Line")},
+            "removed": {"type": "array", "items": _ref("Line")},
+        }
+    ),
+    "RollbackResult": _object(
+        {
+            "rolled_back_to": INT,
+            "version": INT,
+            "added": {"type": "array", "items": _ref("Line")},
+            "removed": {"type": "array", "items": _ref("Line")},
+        }
+    ),
     "Right": {
         "allOf": [_ref("Rule"), _object({"via": _string()})],
     },

@@ -1,5 +1,6 @@
-"""The admin API's policy: lines filtered, added and removed, import and export, and the
-questions (may this user do that, who may) answered as the gateway decides."""
+"""The admin API's policy: lines filtered, added (rules may expire) and removed, import and export,
+its history, diffs between versions and rollback, and the questions (may this user do that, who
+may) answered as the gateway decides."""
 
 from __future__ import annotations
 
@@ -10,13 +11,29 @@ from aiohttp import web
 from gateway.admin import fields as f
 from gateway.admin.endpoints import CHANGE_ERRORS, Area, Call, Endpoint
 from gateway.admin.fields import Field
-from gateway.admin.shapes import decision_json, grouping_json, holder_json, rule_json
+from gateway.admin.policy_fields import (
+    DIFF_QUERY,
+    EXPIRY_FIELDS,
+    HISTORY_QUERY,
+    IMPORT_FIELDS,
+    ROLLBACK_FIELDS,
+)
+from gateway.admin.service import Missing
+from gateway.admin.shapes import (
+    decision_json,
+    grouping_json,
+    history_json,
+    holder_json,
+    line_json,
+    rule_json,
+)
 from gateway.admin.users_api import NAMES
 from gateway.authz.canonical import Ambiguous
 from gateway.authz.explain import explain, principal_of, who_can
 from gateway.authz.policy import PolicyIndex
 from gateway.authz.resolve import LookupFailed, NotFound, Resolver
-from gateway.policy_lines import Grouping, Rule
+from gateway.policy_lines import Grouping, Rule, expiry_from
+from gateway.store.policy_history import UnknownVersion
 
 if TYPE_CHECKING:
     from gateway.admin.service import AdminService
@@ -58,17 +75,6 @@ POLICY_FILTERS = (
     Field("limit", "integer", minimum=1, maximum=10_000, description="default 1000"),
     Field("offset", "integer", minimum=0, maximum=10**9),
 )
-IMPORT_FIELDS = (
-    Field(
-        "csv",
-        pattern=f.POLICY_CSV,
-        explain=f.policy_csv_problem,
-        max_length=4 * 1024 * 1024,
-        required=True,
-        description="policy lines as `policy export` writes them",
-    ),
-    Field("replace", "boolean", description="remove every line not in the file"),
-)
 QUESTION = (
     Field("object", pattern=f.OBJECT, max_length=512, required=True),
     Field("action", pattern=f.ACTION, max_length=255, required=True),
@@ -84,8 +90,13 @@ def _contains(value: str, wanted: str | None) -> bool:
     return not wanted or wanted in value
 
 
+def _expiry(body: dict[str, Any]) -> str:
+    return expiry_from(body.get("expires_in"), body.get("expires_at"))
+
+
 def _rule(body: dict[str, Any]) -> Rule:
-    return Rule(body["subject"], body["object"], body["action"], body.get("effect", "allow"))
+    effect = body.get("effect", "allow")
+    return Rule(body["subject"], body["object"], body["action"], effect, _expiry(body))
 
 
 def _grouping(body: dict[str, Any]) -> Grouping:
@@ -94,7 +105,7 @@ def _grouping(body: dict[str, Any]) -> Grouping:
 
 # A change of one line: a rule or a g line, added or removed.
 RULE_CHANGE: dict[str, Any] = {
-    "body": RULE_FIELDS,
+    "body": (*RULE_FIELDS, *EXPIRY_FIELDS),
     "response": "RuleChange",
     "errors": CHANGE_ERRORS,
 }
@@ -168,11 +179,24 @@ class PolicyApi(Area):
         )
         return {"changed": changed, **shown, "version": self._version}
 
-    @Endpoint("POST", "/policy/rules", "Add a rule", **RULE_CHANGE)
+    @Endpoint(
+        "POST",
+        "/policy/rules",
+        "Add a rule",
+        description="`expires_in` or `expires_at`: the rule expires (a rule already there with "
+        "another expiry gets this one).",
+        **RULE_CHANGE,
+    )
     async def add_rule(self, call: Call) -> dict[str, Any]:
         return await self._change(call, _rule(call.body), add=True)
 
-    @Endpoint("POST", "/policy/rules/delete", "Remove a rule", **RULE_CHANGE)
+    @Endpoint(
+        "POST",
+        "/policy/rules/delete",
+        "Remove a rule",
+        description="Whatever its expiry.",
+        **RULE_CHANGE,
+    )
     async def remove_rule(self, call: Call) -> dict[str, Any]:
         return await self._change(call, _rule(call.body), add=False)
 
@@ -209,6 +233,59 @@ class PolicyApi(Area):
             content_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="policy.csv"'},
         )
+
+    @Endpoint(
+        "GET",
+        "/policy/history",
+        "The policy's changes, newest first",
+        query=HISTORY_QUERY,
+        response="History",
+        description="One entry per line a version added or removed, with who made the change.",
+    )
+    async def history(self, call: Call) -> dict[str, Any]:
+        entries = await self.service.policy.store.history(
+            call.query.get("limit", 100), call.query.get("before")
+        )
+        return {"version": self._version, "changes": [history_json(e) for e in entries]}
+
+    @Endpoint(
+        "GET",
+        "/policy/diff",
+        "What the policy gained and lost between two versions",
+        query=DIFF_QUERY,
+        response="PolicyDiff",
+        errors=(400, 401, 403, 404),
+    )
+    async def diff(self, call: Call) -> dict[str, Any]:
+        try:
+            found = await self.service.policy.store.diff(call.query["from"], call.query["to"])
+        except UnknownVersion as exc:
+            raise Missing(str(exc)) from None
+        return {
+            "from": found.old,
+            "to": found.new,
+            "added": [line_json(x) for x in found.added],
+            "removed": [line_json(x) for x in found.removed],
+        }
+
+    @Endpoint(
+        "POST",
+        "/policy/rollback",
+        "Restore the policy as it was at a version",
+        body=ROLLBACK_FIELDS,
+        response="RollbackResult",
+        errors=CHANGE_ERRORS,
+        description="One new change; the admin rule stays, and rules that have expired since "
+        "stay out. An unknown version is a 404.",
+    )
+    async def rollback(self, call: Call) -> dict[str, Any]:
+        done = await self.service.rollback(call.actor, call.body["version"])
+        return {
+            "rolled_back_to": done.target,
+            "version": done.version,
+            "added": [line_json(x) for x in done.added],
+            "removed": [line_json(x) for x in done.removed],
+        }
 
     async def names_of(self, object_: str) -> tuple[str, ...]:
         """Every policy name of the resource: an experiment by id is also its name, and by name

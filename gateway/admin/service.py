@@ -10,7 +10,8 @@ enforcer, which announces them to every replica at once).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -157,6 +158,11 @@ class AdminService(Generic[P]):
         # Every replica forgets what it remembered of a changed user before the change returns.
         self._auth_changes = auth_changes
         self.token_service = TokenService(tokens, audit, via, token_lifetime, auth_changes)
+        # A gateway's policy (the enforcer) tells of the expired rules its store removal took
+        # out: one event each, whichever replica it was.
+        expired: list[Callable[[list[Rule]], None]] | None = getattr(policy, "on_expired", None)
+        if expired is not None:
+            expired.append(functools.partial(audit_expired, audit))
 
     async def _changed(self, username: str) -> None:
         if self._auth_changes is not None:

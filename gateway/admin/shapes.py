@@ -10,6 +10,7 @@ from typing import Any
 from gateway.authz.explain import Holder, Right
 from gateway.authz.policy import Decision
 from gateway.policy_lines import Grouping, Rule
+from gateway.store.policy_history import HistoryEntry
 from gateway.store.tokens import TokenRecord
 from gateway.store.users import GroupRecord, UserRecord
 
@@ -70,13 +71,36 @@ def token_state(token: TokenRecord) -> dict[str, Any]:
 
 
 def rule_json(rule: Rule) -> dict[str, Any]:
-    """subject, object, action, effect."""
-    return asdict(rule)
+    """subject, object, action, effect, expires_at (null: never)."""
+    return {
+        "subject": rule.subject,
+        "object": rule.object,
+        "action": rule.action,
+        "effect": rule.effect,
+        "expires_at": rule.expires_at or None,
+    }
 
 
 def grouping_json(grouping: Grouping) -> dict[str, Any]:
     """member, group."""
     return asdict(grouping)
+
+
+def line_json(line: Rule | Grouping) -> dict[str, Any]:
+    """A rule or a g line, with its CSV form."""
+    shown = rule_json(line) if isinstance(line, Rule) else grouping_json(line)
+    return {"line": str(line), "kind": "p" if isinstance(line, Rule) else "g", **shown}
+
+
+def history_json(entry: HistoryEntry) -> dict[str, Any]:
+    """One changed line: version, time, actor, op (add or remove), line (its CSV form)."""
+    return {
+        "version": entry.version,
+        "time": iso(entry.time),
+        "actor": entry.actor,
+        "op": entry.op,
+        "line": str(entry.line),
+    }
 
 
 def decision_json(decision: Decision, names: tuple[str, ...]) -> dict[str, Any]:

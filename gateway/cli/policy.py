@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from gateway.admin.shapes import history_json
 from gateway.authn.principal import Principal
 from gateway.authz.casbin_engine import plain_casbin, plain_decide
 from gateway.authz.casbin_model import CasbinModel, load_model
@@ -16,7 +18,15 @@ from gateway.authz.explain import Holder, explain, normalise_action, principal_o
 from gateway.authz.policy import Decider, Decision, PolicyIndex
 from gateway.cli.common import data_dir_option, settings_or_exit
 from gateway.cli.service import CliService, cli_actor, run_admin
-from gateway.policy_lines import Grouping, PolicyError, Rule, parse_lines
+from gateway.policy_lines import (
+    Grouping,
+    PolicyError,
+    Rule,
+    expiry_from,
+    now_text,
+    parse_lines,
+)
+from gateway.store.policy_history import Rollback
 
 
 def subject_name(text: str, default_kind: str) -> str:
@@ -24,10 +34,22 @@ def subject_name(text: str, default_kind: str) -> str:
     return text if ":" in text else f"{default_kind}:{text}"
 
 
-def _line(kind: str, args: tuple[str, ...]) -> Rule | Grouping:
+def expiry_option(expires_in: str | None, expires_at: str | None) -> str:
+    """`--expires-in 2h` or `--expires-at 2026-12-31T18:00:00Z` as a rule's expiry ("" none)."""
+    try:
+        return expiry_from(expires_in, expires_at)
+    except PolicyError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _line(kind: str, args: tuple[str, ...], expires_at: str = "") -> Rule | Grouping:
     try:
         if kind == "p" and len(args) in (3, 4):
-            return Rule(subject_name(args[0], "user"), *args[1:]).validate()
+            subject, object_, action, *effect = args
+            rule = Rule(subject_name(subject, "user"), object_, action, *(effect or ["allow"]))
+            return Rule(rule.subject, rule.object, rule.action, rule.effect, expires_at).validate()
+        if kind == "g" and expires_at:
+            raise click.UsageError("only p lines expire")
         if kind == "g" and len(args) == 2:
             return Grouping(
                 subject_name(args[0], "user"), subject_name(args[1], "group")
@@ -39,7 +61,8 @@ def _line(kind: str, args: tuple[str, ...]) -> Rule | Grouping:
 
 @click.group()
 def policy() -> None:
-    """Authorization rules: add, remove, list, import, export, check, who-can."""
+    """Authorization rules: add, remove, list, import, export, check, who-can, history,
+    rollback."""
 
 
 def _line_command(command: str) -> Callable[[Callable[..., None]], click.Command]:
@@ -53,9 +76,22 @@ def _line_command(command: str) -> Callable[[Callable[..., None]], click.Command
 
 
 @_line_command("add")
-def policy_add(kind: str, args: tuple[str, ...], data_dir: str | None) -> None:
-    """Add `p SUBJECT OBJECT ACTION [allow|deny]` or `g USER GROUP`."""
-    line = _line(kind, args)
+@click.option(
+    "--expires-in", default=None, help="The rule expires after this long: 4s, 90m, 2h, 30d."
+)
+@click.option(
+    "--expires-at", default=None, help="The rule expires at this ISO 8601 time (UTC if no offset)."
+)
+def policy_add(
+    kind: str,
+    args: tuple[str, ...],
+    data_dir: str | None,
+    expires_in: str | None,
+    expires_at: str | None,
+) -> None:
+    """Add `p SUBJECT OBJECT ACTION [allow|deny]` or `g USER GROUP`; a rule already there with
+    another expiry gets the new one."""
+    line = _line(kind, args, expiry_option(expires_in, expires_at))
     added = run_admin(lambda service: service.add_line(cli_actor(), line), data_dir)
     click.echo(f"added: {line}" if added else f"already present: {line}")
 
@@ -111,12 +147,14 @@ def policy_list(
 ) -> None:
     """List the policy as CSV lines."""
     snapshot = _snapshot(data_dir)
+    now = now_text()
     for rule in snapshot.rules:
         if subject and rule.subject != subject_name(subject, "user"):
             continue
         if (object_ and rule.object != object_) or (action and rule.action != action):
             continue
-        click.echo(str(rule))
+        # Expired and not yet removed (a gateway removes it when it sees it): says so.
+        click.echo(f"{rule}  # expired" if rule.expired(now) else str(rule))
     if not object_ and not action:
         for grouping in snapshot.groupings:
             if subject and subject_name(subject, "user") not in (grouping.member, grouping.group):
@@ -205,3 +243,44 @@ def policy_who_can(object_: str, action: str, data_dir: str | None) -> None:
 
     for holder in run_admin(who, data_dir):
         click.echo(f"{holder.subject}\t{holder.rule}")
+
+
+@policy.command("history")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+@data_dir_option
+def policy_history(limit: int, as_json: bool, data_dir: str | None) -> None:
+    """The policy's changes, newest first: version, time, actor, the line added (+) or
+    removed (-)."""
+    entries = run_admin(lambda service: service.policy.store.history(limit), data_dir)
+    for entry in entries:
+        shown = history_json(entry)
+        if as_json:
+            click.echo(json.dumps(shown, separators=(",", ":")))
+        else:
+            sign = "+" if entry.added else "-"
+            actor = entry.actor or "-"
+            click.echo(f"{entry.version}\t{shown['time']}\t{actor}\t{sign} {entry.line}")
+
+
+@policy.command("rollback")
+@click.argument("version", type=int)
+@data_dir_option
+def policy_rollback(version: int, data_dir: str | None) -> None:
+    """Restore the policy as it was at VERSION, as one new change (the admin rule stays)."""
+
+    async def action(service: CliService) -> Rollback:
+        return await service.rollback(cli_actor(), version)
+
+    done = run_admin(action, data_dir)
+    if not (done.added or done.removed):
+        click.echo(f"unchanged: the policy is as it was at version {version}")
+        return
+    for line in done.removed:
+        click.echo(f"- {line}")
+    for line in done.added:
+        click.echo(f"+ {line}")
+    click.echo(
+        f"rolled back to version {version} as version {done.version}: "
+        f"{len(done.added)} added, {len(done.removed)} removed"
+    )

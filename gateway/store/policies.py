@@ -10,9 +10,9 @@ gap in the log) reloads everything. The log is never pruned: it is the policy's 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -155,6 +155,13 @@ class PolicyStore:
         row.expires_at = row_of(line, actor).expires_at
         return [(False, old), (True, line)]
 
+    @staticmethod
+    async def _delete(session: AsyncSession, row_id: int) -> bool:
+        """Delete one row; False when another transaction deleted it first (so only one change,
+        and one audit event, names its removal)."""
+        result = await session.execute(delete(PolicyRow).where(PolicyRow.id == row_id))
+        return bool(cast(CursorResult[Any], result).rowcount)
+
     async def add(
         self, lines: Iterable[Rule | Grouping], actor: str | None, author: str | None = None
     ) -> list[Rule | Grouping]:
@@ -179,9 +186,8 @@ class PolicyStore:
                 if isinstance(line, Rule) and line.key == PROTECTED_RULE:
                     raise PolicyError(f"'{line}' makes admins admins and cannot be removed")
                 row = await session.scalar(select(PolicyRow).where(match(line)))
-                if row is not None:
+                if row is not None and await self._delete(session, row.id):
                     removed.append(stored_line(row))
-                    await session.delete(row)
             if removed:
                 await bump(session, [(False, line) for line in removed], actor)
         return removed
@@ -195,11 +201,10 @@ class PolicyStore:
         async with self._sessions.begin() as session:
             for rule in sorted(rules):
                 row = await session.scalar(select(PolicyRow).where(match(rule)).with_for_update())
-                if row is None or stored_line(row) != rule or not rule.expires_at:
+                if row is None or stored_line(row) != rule or not rule.expired(moment):
                     continue
-                if rule.expired(moment):
+                if await self._delete(session, row.id):
                     expired.append(rule)
-                    await session.delete(row)
             if expired:
                 await bump(session, [(False, rule) for rule in expired], actor)
         return expired

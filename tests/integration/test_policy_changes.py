@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,11 +16,12 @@ from sqlalchemy import delete
 
 from gateway.authn.principal import Principal
 from gateway.authz.enforcer import Enforcer
-from gateway.policy_lines import Grouping, Rule
+from gateway.policy_lines import PROTECTED_RULE, Grouping, Rule, expiry_in, expiry_moment
 from gateway.store.db import create_engine
 from gateway.store.migrate import upgrade_database
 from gateway.store.models import PolicyChange
 from gateway.store.policies import PolicyStore
+from gateway.store.policy_history import UnknownVersion
 from tests.helpers import RedisServer
 
 # The fixtures run on the session's event loop (pyproject.toml); so do these tests.
@@ -115,3 +117,67 @@ async def test_versions_and_log_stay_in_step(replicas: Replicas) -> None:
     assert delta is not None and delta.version == before + 1
     assert delta.changes == ((True, Rule("user:bob", "experiment:5", "read")),)
     assert await a.store.changes_since(a.version + 5) is None
+
+
+async def test_an_expired_rule_stops_deciding_on_both_replicas_and_is_removed_once(
+    replicas: Replicas,
+) -> None:
+    a, b = replicas.a, replicas.b
+    expired: list[Rule] = []
+    a.on_expired.append(expired.extend)
+    b.on_expired.append(expired.extend)
+    a.start()
+    try:
+        rule = Rule("user:bob", "experiment:7", "read", "allow", expiry_in(timedelta(seconds=2)))
+        await a.add([rule], actor="test")
+        await replicas.b_catches_up()
+        # Cached allows on both replicas: they must not outlive the rule.
+        assert a.decide(BOB, ("experiment:7",), "read").allowed
+        assert b.decide(BOB, ("experiment:7",), "read").allowed
+        await asyncio.sleep(max(0.0, expiry_moment(rule.expires_at) - time.time()))
+        # Decided on without waiting for any task: the clock is checked before the cache.
+        assert not a.decide(BOB, ("experiment:7",), "read").allowed
+        assert not b.decide(BOB, ("experiment:7",), "read").allowed
+        # Both replicas try to remove it from the store; one removal commits, one event.
+        deadline = time.monotonic() + 3
+        while not expired or b.version != a.version or a.version != await a.store.version():
+            assert time.monotonic() < deadline, "the expired rule was not removed from the store"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        assert expired == [rule]
+        assert rule not in (await a.store.snapshot()).rules
+        history = await a.store.history(1)
+        assert history[0].actor == "gateway:expiry" and history[0].line == rule
+    finally:
+        await a.stop()
+
+
+async def test_rollback_restores_a_version_and_reaches_the_other_replica(
+    replicas: Replicas,
+) -> None:
+    a, b = replicas.a, replicas.b
+    await a.add([Rule("user:bob", "experiment:8", "read")], actor="alice")
+    kept = a.version
+    await a.add([Rule("user:bob", "experiment:9", "edit")], actor="alice")
+    await a.remove([Rule("user:bob", "experiment:8", "read")], actor="carol")
+    await replicas.b_catches_up()
+    assert not b.decide(BOB, ("experiment:8",), "read").allowed
+
+    done = await a.rollback(kept, "dave")
+    assert done.version == kept + 3 and done.target == kept
+    assert done.added == (Rule("user:bob", "experiment:8", "read"),)
+    assert done.removed == (Rule("user:bob", "experiment:9", "edit"),)
+    await replicas.b_catches_up()
+    assert b.last_load == "delta"
+    assert b.decide(BOB, ("experiment:8",), "read").allowed
+    assert not b.decide(BOB, ("experiment:9",), "edit").allowed
+    entries = await a.store.history(3)
+    assert {(e.version, e.actor, e.op) for e in entries} == {
+        (done.version, "dave", "add"),
+        (done.version, "dave", "remove"),
+        (done.version - 1, "carol", "remove"),
+    }
+    with pytest.raises(UnknownVersion, match="unknown policy version 999"):
+        await a.rollback(999, "dave")
+    # The admin rule survives a rollback to before it existed.
+    assert PROTECTED_RULE in (await a.store.snapshot()).rules
