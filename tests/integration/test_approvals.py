@@ -21,6 +21,7 @@ POLICY = """
 p, group:team-a, registered_model:appr-*, edit
 p, group:team-a, registered_model:appr-*, request:production
 p, group:team-a, registered_model:appr-*, request:alias:champion
+p, group:team-a, registered_model:appr-*, promote:staging
 p, group:askers, registered_model:appr-*, read
 p, group:askers, registered_model:appr-*, request:production
 p, group:release, registered_model:*, read
@@ -431,3 +432,26 @@ def test_nothing_configured_changes_nothing(gateway: Gateway) -> None:
     assert body["model_version"]["current_stage"] == "Production"
     status, _, body = call(gateway, "admin", "GET", "/.gateway/api/approvals")
     assert status == 200 and body["approvals"] == []
+
+
+def test_taking_a_version_out_of_production_waits_for_approval_too(gw: Gateway) -> None:
+    version = new_version(gw, "appr-out")
+    first = ask_production(gw, "alice", "appr-out", version)
+    assert decide(gw, "rita", first, "approve")[0] == 200
+    status, headers, body = call(
+        gw,
+        "alice",
+        "POST",
+        TRANSITION,
+        {"name": "appr-out", "version": version, "stage": "Staging"},
+    )
+    assert status == 403 and APPROVAL_HEADER in headers, body
+    approval_id = headers[APPROVAL_HEADER]
+    held = approvals_of(gw, "alice")[approval_id]
+    assert set(held["rights"]) == {"promote:production", "promote:staging"}
+    assert version_of(gw, "appr-out", version)["current_stage"] == "Production"
+    # Someone with no right on the model is told nothing of the approval.
+    assert decide(gw, "bob", approval_id, "approve")[0] == 404
+    status, body = decide(gw, "rex", approval_id, "approve")
+    assert status == 200, body
+    assert version_of(gw, "appr-out", version)["current_stage"] == "Staging"
