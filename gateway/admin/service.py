@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from gateway.admin.expiry_audit import audit_expired
 from gateway.admin.shapes import iso, token_state, user_state
 from gateway.admin.token_rules import expiry_of, mint_refusal
 from gateway.audit.record import security_event
@@ -99,22 +100,6 @@ class PolicyChanges(Protocol):
 
 
 P = TypeVar("P", bound=PolicyChanges)
-
-
-def audit_expired(writer: AuditWriter, rules: list[Rule]) -> None:
-    """One security event per expired rule, by the replica whose removal of it committed."""
-    from gateway.authz.expiry import EXPIRY_ACTOR
-
-    for rule in rules:
-        security_event(
-            writer,
-            "policy_expired",
-            subject=EXPIRY_ACTOR,
-            rule=str(rule),
-            expires_at=rule.expires_at,
-            before=str(rule),
-            after=None,
-        )
 
 
 class ChangeAudit:
