@@ -148,10 +148,8 @@ class MlflowPipeline:
                 raise unreachable(str(exc)) from None
             return web.json_response(payload, status=status)
         if rule.hook and params is not None:
-            if body is None and request.body_exists:
-                # The answer is read for the hook, and the exchange sends only a body it is
-                # given: a body the rule does not judge (a skill version's upload) is read too.
-                body = await read_bounded_body(request)
+            # The answer is read for the hook; a body the rule does not judge (a skill
+            # version's upload) streams through unread, of any size.
             response, raw = await self.proxy.exchange(request, body, rewritten)
             if response.status == 200:
                 ctx.policy_changes = await self.hooks.after_success(

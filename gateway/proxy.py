@@ -144,6 +144,21 @@ async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
+def _outgoing_body(
+    request: web.Request,
+    headers: CIMultiDict[str],
+    replacement_body: bytes | None,
+    rewritten: bool,
+    decoded: bool = False,
+) -> AsyncIterator[bytes] | bytes | None:
+    """What goes upstream: the bytes the gateway read (headers adjusted to them), else the
+    client's body streamed as it arrives, else nothing."""
+    if replacement_body is not None:
+        _describe_body(headers, replacement_body, rewritten, decoded)
+        return replacement_body
+    return _body_chunks(request) if _has_body(request) else None
+
+
 class _RelayedResponse(web.StreamResponse):
     """Headers go out with the first piece of the body, not in a packet of their own (as
     ``web.Response`` does): one write instead of two for every small answer."""
@@ -222,12 +237,7 @@ class MlflowProxy:
         and judged; ``rewritten`` when the gateway changed them into new JSON)."""
         ctx = context_of(request)
         headers = upstream_request_headers(request.headers, ctx, self.upstream_host)
-        body: AsyncIterator[bytes] | bytes | None
-        if replacement_body is not None:
-            body = replacement_body
-            _describe_body(headers, replacement_body, rewritten, decoded)
-        else:
-            body = _body_chunks(request) if _has_body(request) else None
+        body = _outgoing_body(request, headers, replacement_body, rewritten, decoded)
         try:
             upstream = await self.session.request(
                 request.method,
@@ -259,15 +269,16 @@ class MlflowProxy:
         ctx = context_of(request)
         headers = upstream_request_headers(request.headers, ctx, self.upstream_host)
         headers["Accept-Encoding"] = "identity"  # the gateway reads this answer itself
-        if replacement_body is not None:
-            _describe_body(headers, replacement_body, rewritten)
+        # Only the answer is read whole: a body the gateway did not read streams, as in forward.
+        body = _outgoing_body(request, headers, replacement_body, rewritten)
         try:
             async with self.session.request(
                 request.method,
                 self.url_for(ctx),
                 headers=headers,
-                data=replacement_body,
+                data=body,
                 allow_redirects=False,
+                compress=None,
             ) as upstream:
                 ctx.upstream_status = upstream.status
                 body = await upstream.content.read(limit)

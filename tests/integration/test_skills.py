@@ -252,3 +252,30 @@ def test_bulk_registration_is_judged_skill_by_skill(gw: Gateway) -> None:
     answer = ok(gw, "alice", "POST", f"{SKILLS}/bulk-register", own)
     assert [v["name"] for v in answer["skill_versions"]] == [fresh]
     ok(gw, "alice", "DELETE", f"{SKILLS}/{fresh}")  # the registration made her the owner
+
+
+def test_a_skill_upload_streams_to_mlflow_whatever_its_size(gw: Gateway) -> None:
+    """A version's archive is not judged: it streams to MLflow, whose own upload limit (not the
+    gateway's bound on the bodies it reads) answers a large one."""
+    skill = create(gw, "alice", new_name("team-a"))
+    boundary = "gateway-test-boundary"
+    archive = secrets.token_bytes(34 * 1024**2)  # past the gateway's 32 MiB bound on read bodies
+    metadata = json.dumps({"source_type": "zip"}).encode()
+    body = b"".join(
+        [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n'.encode(),
+            b"Content-Type: application/json\r\n\r\n" + metadata + b"\r\n",
+            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '.encode(),
+            b'filename="skill.zip"\r\nContent-Type: application/zip\r\n\r\n' + archive + b"\r\n",
+            f"--{boundary}--\r\n".encode(),
+        ]
+    )
+    headers = {
+        **basic("alice", PASSWORDS["alice"]),
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+    }
+    status, answer_headers, answer = request(
+        gw, f"{SKILLS}/{skill}/versions", "POST", headers, body, timeout=60
+    )
+    assert REFUSED not in answer_headers, (status, answer[:300])
+    assert status == 413 and b"exceeds the maximum allowed size" in answer, (status, answer[:300])
