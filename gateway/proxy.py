@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -239,14 +240,7 @@ class MlflowProxy:
         headers = upstream_request_headers(request.headers, ctx, self.upstream_host)
         body = _outgoing_body(request, headers, replacement_body, rewritten, decoded)
         try:
-            upstream = await self.session.request(
-                request.method,
-                self.url_for(ctx),
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                compress=None,
-            )
+            upstream = await self._upstream(request, ctx, headers, body)
         except TimeoutError as exc:
             return self._failure(ctx, UPSTREAM_TIMEOUT, "did not answer in time", exc)
         except aiohttp.ClientError as exc:
@@ -257,6 +251,24 @@ class MlflowProxy:
             return await self._relay(request, upstream, ctx)
         finally:
             upstream.release()
+
+    def _upstream(
+        self,
+        request: web.Request,
+        ctx: RequestContext,
+        headers: CIMultiDict[str],
+        body: AsyncIterator[bytes] | bytes | None,
+    ) -> Any:
+        """The upstream request (awaited, or entered with ``async with``): same method and
+        target, never following redirects, never compressing what the client sent."""
+        return self.session.request(
+            request.method,
+            self.url_for(ctx),
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+            compress=None,
+        )
 
     async def exchange(
         self,
@@ -272,16 +284,9 @@ class MlflowProxy:
         # Only the answer is read whole: a body the gateway did not read streams, as in forward.
         body = _outgoing_body(request, headers, replacement_body, rewritten)
         try:
-            async with self.session.request(
-                request.method,
-                self.url_for(ctx),
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                compress=None,
-            ) as upstream:
+            async with self._upstream(request, ctx, headers, body) as upstream:
                 ctx.upstream_status = upstream.status
-                body = await upstream.content.read(limit)
+                answer = await upstream.content.read(limit)
                 response_headers = client_response_headers(upstream.headers)
         except TimeoutError as exc:
             return self._failure(ctx, UPSTREAM_TIMEOUT, "did not answer in time", exc), b""
@@ -290,8 +295,8 @@ class MlflowProxy:
         response_headers.popall("Content-Length", None)
         response_headers.popall("Content-Encoding", None)
         response_headers[REQUEST_ID_HEADER] = ctx.request_id
-        response = web.Response(status=upstream.status, body=body, headers=response_headers)
-        return response, body
+        response = web.Response(status=upstream.status, body=answer, headers=response_headers)
+        return response, answer
 
     async def _relay(
         self, request: web.Request, upstream: aiohttp.ClientResponse, ctx: RequestContext
