@@ -28,6 +28,7 @@ in the request's audit event.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -81,20 +82,16 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+@dataclass(frozen=True)
 class MlflowPipeline:
-    def __init__(
-        self,
-        authorizer: Authorizer,
-        proxy: MlflowProxy,
-        search: SearchFilter,
-        hooks: Hooks,
-        approvals: ApprovalGate | None = None,
-    ) -> None:
-        self.authorizer = authorizer
-        self.proxy = proxy
-        self.search = search
-        self.hooks = hooks
-        self.approvals = approvals
+    """The stages after the middlewares, each the piece that does it (app.py makes them)."""
+
+    authorizer: Authorizer
+    proxy: MlflowProxy
+    search: SearchFilter
+    hooks: Hooks
+    # Set when GATEWAY_APPROVAL_REQUIRED names anything: requests that wait for a second person.
+    approvals: ApprovalGate | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context_of(request)
