@@ -25,6 +25,8 @@ _SUBJECT = re.compile(r"^(user|group|role):[^\s,*]+\Z")
 _OBJECT = re.compile(r"^(\*|[a-z_]+:[^\s,]*)\Z")
 _EXPIRY = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")
 EXPIRY_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+LATEST_EXPIRY = "9999-12-31T23:59:59Z"
+EARLIEST_EXPIRY = "0001-01-01T00:00:00Z"
 
 
 class PolicyError(ValueError):
@@ -34,7 +36,9 @@ class PolicyError(ValueError):
 def expiry_text(moment: datetime) -> str:
     """An instant as rules store it (UTC, whole seconds; a naive time is taken as UTC)."""
     aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime(EXPIRY_FORMAT)
+    utc = aware.astimezone(UTC)
+    # By hand: strftime's %Y does not pad years before 1000 to four digits everywhere.
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}Z"
 
 
 def now_text() -> str:
@@ -45,11 +49,15 @@ def parse_expiry(text: str) -> str:
     """An ISO 8601 instant (``2026-12-31``, ``2026-12-31T18:00+02:00``, ``…Z``) in the one
     spelling rules use; a time without an offset is UTC."""
     try:
-        return expiry_text(datetime.fromisoformat(text.strip()))
+        moment = datetime.fromisoformat(text.strip().upper())  # 't' and 'z' as 'T' and 'Z'
     except ValueError:
         raise PolicyError(
             f"invalid expiry {text!r}: use an ISO 8601 time, e.g. 2026-12-31T18:00:00Z"
         ) from None
+    try:
+        return expiry_text(moment)
+    except OverflowError:  # an offset past either end of the calendar: its end
+        return LATEST_EXPIRY if moment.year > 1 else EARLIEST_EXPIRY
 
 
 def expiry_in(delta: timedelta) -> str:
@@ -58,15 +66,17 @@ def expiry_in(delta: timedelta) -> str:
 
 def expiry_from(expires_in: str | None, expires_at: str | None) -> str:
     """A rule's expiry from what people write: a duration (``4s``, ``2h``, ``30d``) or an ISO 8601
-    time; "" for neither."""
-    if expires_in and expires_at:
-        raise PolicyError("give an expiry time or a duration, not both")
+    time (both: the earlier); "" for neither."""
+    found = []
     if expires_in:
         try:
-            return expiry_in(parse_duration(expires_in))
+            found.append(expiry_in(parse_duration(expires_in)))
         except ValueError as exc:
             raise PolicyError(str(exc)) from None
-    return parse_expiry(expires_at) if expires_at else ""
+    if expires_at:
+        found.append(parse_expiry(expires_at))
+    # Both: whichever comes first (instants in one spelling compare as text).
+    return min(found, default="")
 
 
 def expiry_moment(text: str) -> float:

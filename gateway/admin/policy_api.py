@@ -109,6 +109,11 @@ RULE_CHANGE: dict[str, Any] = {
     "response": "RuleChange",
     "errors": CHANGE_ERRORS,
 }
+RULE_REMOVAL: dict[str, Any] = {
+    "body": RULE_FIELDS,
+    "response": "RuleChange",
+    "errors": CHANGE_ERRORS,
+}
 GROUPING_CHANGE: dict[str, Any] = {
     "body": GROUPING_FIELDS,
     "response": "GroupingChange",
@@ -183,8 +188,8 @@ class PolicyApi(Area):
         "POST",
         "/policy/rules",
         "Add a rule",
-        description="`expires_in` or `expires_at`: the rule expires (a rule already there with "
-        "another expiry gets this one).",
+        description="`expires_in` or `expires_at` (both: the earlier): the rule expires (a rule "
+        "already there with another expiry gets this one).",
         **RULE_CHANGE,
     )
     async def add_rule(self, call: Call) -> dict[str, Any]:
@@ -195,7 +200,7 @@ class PolicyApi(Area):
         "/policy/rules/delete",
         "Remove a rule",
         description="Whatever its expiry.",
-        **RULE_CHANGE,
+        **RULE_REMOVAL,
     )
     async def remove_rule(self, call: Call) -> dict[str, Any]:
         return await self._change(call, _rule(call.body), add=False)

@@ -9,11 +9,20 @@ from functools import lru_cache
 from gateway.admin import fields as f
 from gateway.admin.fields import Field
 
-# An ISO 8601 date or date-time, with or without an offset (none: UTC), as `parse_expiry` reads.
-EXPIRY = (
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
-    r"(?:[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:[Zz]|[+-][0-9]{2}:?[0-9]{2})?)?"
+# An ISO 8601 date or date-time, with or without an offset (none: UTC): exactly what
+# `parse_expiry` reads — real calendar days only (29 February in leap years), so nothing the
+# schema admits is refused afterwards. No look-arounds: JSON Schema generators cannot read them.
+_YEAR = r"(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_LEAP_YEAR = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_DATE = (
+    rf"(?:{_YEAR}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+    rf"|(?:0[13578]|1[02])-31)|{_LEAP_YEAR}-02-29)"
 )
+_TIME = (
+    r"[Tt ](?:[01][0-9]|2[0-3])(?::[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,9})?)?)?"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)?"
+)
+EXPIRY = rf"{_DATE}(?:{_TIME})?"
 _BREAKS = r"\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029"
 _GAP = r"[ \t]*"
 _SEP = f"{_GAP},{_GAP}"
@@ -50,7 +59,8 @@ EXPIRY_FIELDS = (
     Field(
         "expires_in",
         pattern=f.DURATION,
-        description="the rule expires after this long: 4s, 90m, 2h, 30d",
+        description="the rule expires after this long: 4s, 90m, 2h, 30d (with expires_at: "
+        "whichever comes first)",
     ),
     Field(
         "expires_at",

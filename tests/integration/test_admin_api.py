@@ -237,14 +237,14 @@ def test_policy_rules_explain_and_who_can(gw: Gateway, experiment: str) -> None:
 
     status, listing = call(gw, "GET", "/policy?subject=analysts")
     assert status == 200
-    assert {**rule, "effect": "allow"} in listing["rules"]
+    assert {**rule, "effect": "allow", "expires_at": None} in listing["rules"]
 
     status, why = call(
         gw, "GET", f"/policy/explain?user=vic&object=experiment:{experiment}&action=read"
     )
     assert status == 200
     assert why["allowed"] is True
-    assert why["rule"] == {**rule, "effect": "allow"}
+    assert why["rule"] == {**rule, "effect": "allow", "expires_at": None}
     # Judged by id and name, as real requests are.
     assert why["names"][0] == f"experiment:{experiment}"
     assert why["names"][1].startswith("experiment_name:admin-api-")

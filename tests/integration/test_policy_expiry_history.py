@@ -156,7 +156,9 @@ def test_expiries_through_the_api_and_a_csv_round_trip(
     assert 3500 < expiry_moment(expires_at) - time.time() <= 3600
     wait_for(lambda: status_of(b, experiment, rita) == 200, WITHIN, "granted on b")
     # The same rule with another expiry: its expiry changes, the rule stays one.
-    status, answer = call(b, "POST", "/policy/rules", {**rule, "expires_at": "2999-01-01"})
+    status, answer = call(
+        b, "POST", "/policy/rules", {**rule, "expires_at": "2999-01-01t00:00:00z"}
+    )
     assert status == 200 and answer["rule"]["expires_at"] == "2999-01-01T00:00:00Z"
     query = f"/policy?subject=user:rita&object=experiment:{experiment}"
     wait_for(
@@ -166,12 +168,13 @@ def test_expiries_through_the_api_and_a_csv_round_trip(
         WITHIN,
         "the new expiry on a",
     )
+    # Both a duration and a time: whichever comes first.
+    manage = {**rule, "action": "manage", "expires_in": "2h", "expires_at": "2999-01-01T00:00:00Z"}
+    status, answer = call(a, "POST", "/policy/rules", manage)
     assert (
-        call(a, "POST", "/policy/rules", {**rule, "expires_in": "2h", "expires_at": "2999-01-01"})[
-            0
-        ]
-        == 400
+        status == 200 and 7100 < expiry_moment(answer["rule"]["expires_at"]) - time.time() <= 7200
     )
+    assert call(a, "POST", "/policy/rules/delete", {**rule, "action": "manage"})[0] == 200
     assert call(a, "POST", "/policy/rules", {**rule, "expires_at": "tomorrow"})[0] == 400
 
     # Export, then import the file back into a policy without the rule: the expiry comes along,
