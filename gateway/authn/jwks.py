@@ -1,4 +1,5 @@
-"""Signing keys of the identity provider: discovery and JWKS fetched with aiohttp, cached.
+"""Signing keys of the identity provider: discovery and JWKS fetched with aiohttp, cached; and
+the one check of a token signed with them (`verify_signed`: bearer JWTs and OIDC ID tokens).
 
 An unknown key id triggers one refresh (the IdP may have rotated keys), at most every
 MIN_REFRESH_INTERVAL seconds so a flood of tokens with made-up key ids cannot hammer the IdP.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import aiohttp
@@ -93,3 +94,46 @@ class JwksCache:
             if kid not in self._keys and time.monotonic() - self._fetched_at > MIN_REFRESH_INTERVAL:
                 await self._refresh()
         return self._keys.get(kid)
+
+
+class SignatureRefused(ValueError):
+    """A signed token that is not accepted; the message completes "the token …"."""
+
+
+async def verify_signed(
+    token: str,
+    keys: JwksCache,
+    *,
+    algorithms: Collection[str],
+    audience: str,
+    issuer: str,
+    leeway: int,
+    required: Sequence[str],
+) -> dict[str, Any]:
+    """The claims of ``token`` once its header, key, signature, audience, issuer, times and
+    ``required`` claims hold. IdentityProviderError (keys unavailable) is the caller's to answer."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise SignatureRefused(f"is malformed ({exc})") from None
+    algorithm = header.get("alg")
+    if not isinstance(algorithm, str) or algorithm not in algorithms:
+        raise SignatureRefused(f"uses a refused algorithm ({algorithm!r})")
+    kid = header.get("kid")
+    if not isinstance(kid, str):
+        raise SignatureRefused("has no key id")
+    key = await keys.key(kid)
+    if key is None:
+        raise SignatureRefused(f"is signed with an unknown key ({kid!r})")
+    try:
+        return jwt.decode(
+            token,
+            key=key,
+            algorithms=[algorithm],
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": list(required)},
+        )
+    except jwt.PyJWTError as exc:
+        raise SignatureRefused(f"is not valid ({type(exc).__name__})") from None

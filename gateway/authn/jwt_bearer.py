@@ -6,10 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-
 from gateway.authn.credentials import CredentialRefused, IdentityProviderError
-from gateway.authn.jwks import JwksCache
+from gateway.authn.jwks import JwksCache, SignatureRefused, verify_signed
 from gateway.authn.principal import Principal
 
 
@@ -39,33 +37,19 @@ class JwtValidator:
 
     async def principal(self, token: str) -> Principal:
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise CredentialRefused(f"malformed JWT: {exc}") from None
-        algorithm = header.get("alg")
-        if algorithm not in self.settings.algorithms:
-            raise CredentialRefused(f"JWT algorithm {algorithm!r} is not allowed")
-        kid = header.get("kid")
-        if not isinstance(kid, str):
-            raise CredentialRefused("JWT has no key id")
-        try:
-            key = await self._keys.key(kid)
-        except IdentityProviderError as exc:
-            raise CredentialRefused(f"cannot fetch the IdP's keys: {exc}") from None
-        if key is None:
-            raise CredentialRefused(f"JWT signed with unknown key {kid!r}")
-        try:
-            claims = jwt.decode(
+            claims = await verify_signed(
                 token,
-                key=key,
-                algorithms=[algorithm],
+                self._keys,
+                algorithms=self.settings.algorithms,
                 audience=self.settings.audience,
                 issuer=self.settings.issuer,
                 leeway=self.settings.leeway,
-                options={"require": ["exp", "iss", "aud", "iat"]},
+                required=("exp", "iss", "aud", "iat"),
             )
-        except jwt.PyJWTError as exc:
-            raise CredentialRefused(f"JWT rejected: {type(exc).__name__}: {exc}") from None
+        except SignatureRefused as exc:
+            raise CredentialRefused(f"JWT {exc}") from None
+        except IdentityProviderError as exc:
+            raise CredentialRefused(f"cannot fetch the IdP's keys: {exc}") from None
         subject = claims.get(self.settings.subject_claim)
         if not isinstance(subject, str) or not subject:
             raise CredentialRefused(f"JWT has no {self.settings.subject_claim!r} claim")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import jwt
 import redis.asyncio as aioredis
 from authlib.common.security import generate_token
 from authlib.common.urls import add_params_to_uri
@@ -25,7 +24,7 @@ from gateway.authn.credentials import (
     IdentityProviderError,
     LoginRefused,
 )
-from gateway.authn.jwks import HTTP_TIMEOUT, Discovery, JwksCache
+from gateway.authn.jwks import HTTP_TIMEOUT, Discovery, JwksCache, SignatureRefused, verify_signed
 from gateway.authn.jwt_bearer import claim_groups
 
 _STATE_PREFIX = "mlgw:oidc:state:"
@@ -129,27 +128,17 @@ class OidcClient:
 
     async def _verify_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
         try:
-            header = jwt.get_unverified_header(id_token)
-        except jwt.PyJWTError:
-            raise LoginRefused("the ID token is malformed") from None
-        algorithm = header.get("alg")
-        if algorithm not in SUPPORTED_ALGORITHMS:
-            raise LoginRefused(f"the ID token uses a refused algorithm ({algorithm})")
-        key = await self.keys.key(str(header.get("kid", "")))
-        if key is None:
-            raise LoginRefused("the ID token is signed with an unknown key")
-        try:
-            claims = jwt.decode(
+            claims = await verify_signed(
                 id_token,
-                key=key,
-                algorithms=[algorithm],
+                self.keys,
+                algorithms=SUPPORTED_ALGORITHMS,
                 audience=self.settings.client_id,
                 issuer=self.discovery.issuer,
                 leeway=self.settings.leeway,
-                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+                required=("exp", "iat", "iss", "aud", "sub"),
             )
-        except jwt.PyJWTError as exc:
-            raise LoginRefused(f"the ID token is not valid ({type(exc).__name__})") from None
+        except SignatureRefused as exc:
+            raise LoginRefused(f"the ID token {exc}") from None
         if claims.get("nonce") != nonce:
             raise LoginRefused("the ID token does not belong to this sign-in (nonce mismatch)")
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
