@@ -262,7 +262,7 @@ def test_policy_rules_explain_and_who_can(gw: Gateway, experiment: str) -> None:
     }
     call(gw, "POST", "/policy/rules", deny)
     why = call(gw, "GET", f"/policy/explain?user=vic&object=experiment:{experiment}&action=edit")[1]
-    assert why["allowed"] is False and why["rule"] == deny
+    assert why["allowed"] is False and why["rule"] == {**deny, "expires_at": None}
     assert call(gw, "POST", "/policy/rules/delete", deny)[0] == 200
     assert call(gw, "POST", "/policy/rules/delete", deny)[0] == 404
 
