@@ -3,11 +3,13 @@ approve, reject (`/.gateway/api/approvals…`). Who may decide is the approval s
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.admin.endpoints import CHANGE_ERRORS, LOOKUP_ERRORS, Area, Call, Endpoint
 from gateway.admin.fields import Field
 from gateway.admin.openapi import SCHEMAS
+from gateway.admin.service import Actor
 from gateway.approvals.service import ApprovalService, iso
 from gateway.approvals.store import STATUSES, Approval
 
@@ -54,6 +56,24 @@ SCHEMAS["ApprovalAnswer"] = {
     "properties": {"approval": {"$ref": "#/components/schemas/Approval"}},
     "required": ["approval"],
 }
+
+
+# Approving and rejecting: the service's call, and one endpoint shape but for the decision.
+Decide = Callable[[Actor, str, str], Awaitable[Approval]]
+
+
+def _decision(verb: str, summary: str, description: str = "") -> Endpoint:
+    return Endpoint(
+        "POST",
+        f"/approvals/{{approval_id}}/{verb}",
+        summary,
+        access="self",
+        path_fields=(APPROVAL_ID,),
+        body=DECISION_BODY,
+        response="ApprovalAnswer",
+        errors=CHANGE_ERRORS,
+        description=description,
+    )
 
 
 def approval_json(approval: Approval, may_decide: bool) -> dict[str, Any]:
@@ -117,36 +137,19 @@ class ApprovalsApi(Area):
         approval = await self.service.get(call.principal, call.path["approval_id"])
         return {"approval": self._json(call, approval)}
 
-    @Endpoint(
-        "POST",
-        "/approvals/{approval_id}/approve",
-        "Approve: the gateway makes the held request to MLflow",
-        access="self",
-        path_fields=(APPROVAL_ID,),
-        body=DECISION_BODY,
-        response="ApprovalAnswer",
-        errors=CHANGE_ERRORS,
-        description="Not the requester's own; needs the rights the request needed. 409 when it "
-        "is no longer pending, or the model version changed since the request.",
-    )
-    async def approve_approval(self, call: Call) -> dict[str, Any]:
-        approval = await self.service.approve(
-            call.actor, call.path["approval_id"], call.body.get("comment", "")
-        )
+    async def _decide(self, call: Call, decide: Decide) -> dict[str, Any]:
+        approval = await decide(call.actor, call.path["approval_id"], call.body.get("comment", ""))
         return {"approval": self._json(call, approval)}
 
-    @Endpoint(
-        "POST",
-        "/approvals/{approval_id}/reject",
-        "Reject: the held request is never made",
-        access="self",
-        path_fields=(APPROVAL_ID,),
-        body=DECISION_BODY,
-        response="ApprovalAnswer",
-        errors=CHANGE_ERRORS,
+    @_decision(
+        "approve",
+        "Approve: the gateway makes the held request to MLflow",
+        "Not the requester's own; needs the rights the request needed. 409 when it is no longer "
+        "pending, or the model version changed since the request.",
     )
+    async def approve_approval(self, call: Call) -> dict[str, Any]:
+        return await self._decide(call, self.service.approve)
+
+    @_decision("reject", "Reject: the held request is never made")
     async def reject_approval(self, call: Call) -> dict[str, Any]:
-        approval = await self.service.reject(
-            call.actor, call.path["approval_id"], call.body.get("comment", "")
-        )
-        return {"approval": self._json(call, approval)}
+        return await self._decide(call, self.service.reject)

@@ -25,8 +25,8 @@ from gateway.approvals.store import (
     new_id,
 )
 from gateway.authz.actions import REQUEST_PREFIX, asked
-from gateway.authz.authorize import Judgement
-from gateway.authz.canonical import Params
+from gateway.authz.authorize import Judgement, any_object, single_value
+from gateway.authz.canonical import Ambiguous, Params
 from gateway.context import RequestContext
 from gateway.errors import PERMISSION_DENIED
 from gateway.refusals import Refused, as_missing, bad_request, denied, unreachable
@@ -51,22 +51,10 @@ class Held(Refused):
         return response
 
 
-def _names_gateway_tag(body: Any) -> bool:
-    if isinstance(body, dict):
-        key = body.get("key")
-        if isinstance(key, str) and key.strip().lower().startswith(TAG_PREFIX):
-            return True
-        return any(_names_gateway_tag(v) for v in body.values())
-    if isinstance(body, list):
-        return any(_names_gateway_tag(v) for v in body)
-    return False
-
-
-def _one(params: Params, name: str) -> str:
-    values = params.values(name)
-    if len(values) != 1:
-        raise bad_request(f"Ambiguous request: {name!r} is required once.")
-    return values[0]
+def _gateway_tag(item: dict[str, Any]) -> bool:
+    """An object of a body that names one of the gateway's approval tags."""
+    key = item.get("key")
+    return isinstance(key, str) and key.strip().lower().startswith(TAG_PREFIX)
 
 
 def _string_field(params: Params, name: str) -> str:
@@ -99,7 +87,7 @@ class ApprovalGate:
             return
         operation = judgement.rule.operation
         if operation in TAGGING and (
-            _names_gateway_tag(judgement.params.body)
+            any_object(judgement.params.body, _gateway_tag)
             or any(k.lower().startswith(TAG_PREFIX) for k in judgement.params.values("key"))
         ):
             raise denied(
@@ -113,6 +101,8 @@ class ApprovalGate:
             return
         try:
             approval = await self._approval(judgement, ctx)
+        except Ambiguous as exc:
+            raise bad_request(f"Ambiguous request: {exc}.") from None
         except MlflowUnreachable as exc:
             raise unreachable(str(exc)) from None
         await self.service.ask(Actor(ctx.principal, ctx.client_ip, ctx.request_id), approval)
@@ -122,7 +112,7 @@ class ApprovalGate:
         params = judgement.params
         assert params is not None
         operation = judgement.rule.operation
-        sent = _one(params, "name")
+        sent = single_value(params, "name")
         model = judgement.model_names.get(sent, sent)
         # What an approver must hold: every right the request needed, the promotion itself
         # where only asking was judged.
@@ -136,12 +126,12 @@ class ApprovalGate:
                 raise self._missing(model, version)
             fields = {
                 "version": version,
-                "stage": _one(params, "stage"),
+                "stage": single_value(params, "stage"),
                 "archive_existing_versions": _archive_flag(params),
                 "current_stage": str(found.get("current_stage") or "none").lower(),
             }
         else:
-            alias = _one(params, "alias")
+            alias = single_value(params, "alias")
             pointed = await self.mlflow.alias_version(model, alias, ctx.request_id)
             version = pointed
             if operation == SET_ALIAS:

@@ -20,11 +20,12 @@ APPROVAL_ID = TAG_PREFIX + "approval_id"
 APPROVED_AT = TAG_PREFIX + "approved_at"
 REQUEST = TAG_PREFIX + "request"
 TIMEOUT = aiohttp.ClientTimeout(total=30)
+API = "/api/2.0/mlflow/"
 
 _PATHS = {
-    TRANSITION_STAGE: ("POST", "/api/2.0/mlflow/model-versions/transition-stage"),
-    SET_ALIAS: ("POST", "/api/2.0/mlflow/registered-models/alias"),
-    DELETE_ALIAS: ("DELETE", "/api/2.0/mlflow/registered-models/alias"),
+    TRANSITION_STAGE: ("POST", API + "model-versions/transition-stage"),
+    SET_ALIAS: ("POST", API + "registered-models/alias"),
+    DELETE_ALIAS: ("DELETE", API + "registered-models/alias"),
 }
 
 
@@ -90,34 +91,28 @@ class MlflowCalls:
             parsed = {}
         return Answer(status, parsed if isinstance(parsed, dict) else {})
 
-    async def version(self, name: str, version: str, request_id: str) -> dict[str, Any] | None:
-        """The model version now; None when MLflow has no such version."""
-        answer = await self._call(
-            "GET",
-            "/api/2.0/mlflow/model-versions/get",
-            request_id,
-            params={"name": name, "version": version},
-        )
-        if answer.status == 200:
-            found = answer.body.get("model_version")
-            return found if isinstance(found, dict) else None
+    async def _model_version(
+        self, path: str, request_id: str, params: dict[str, str]
+    ) -> dict[str, Any] | None:
+        """The model version MLflow answers at ``path``; None when it has no such thing."""
+        answer = await self._call("GET", path, request_id, params=params)
         if answer.status in (400, 404):
             return None
-        raise MlflowUnreachable(f"MLflow answered {answer.status} to model-versions/get")
+        if answer.status != 200:
+            raise MlflowUnreachable(f"MLflow answered {answer.status} to {path.removeprefix(API)}")
+        found = answer.body.get("model_version")
+        return found if isinstance(found, dict) else None
+
+    async def version(self, name: str, version: str, request_id: str) -> dict[str, Any] | None:
+        """The model version now; None when MLflow has no such version."""
+        params = {"name": name, "version": version}
+        return await self._model_version(API + "model-versions/get", request_id, params)
 
     async def alias_version(self, name: str, alias: str, request_id: str) -> str:
         """The version ``alias`` points at now; empty when it is not set."""
-        answer = await self._call(
-            "GET",
-            "/api/2.0/mlflow/registered-models/alias",
-            request_id,
-            params={"name": name, "alias": alias},
-        )
-        if answer.status == 200:
-            return str((answer.body.get("model_version") or {}).get("version") or "")
-        if answer.status in (400, 404):
-            return ""
-        raise MlflowUnreachable(f"MLflow answered {answer.status} to registered-models/alias")
+        params = {"name": name, "alias": alias}
+        found = await self._model_version(API + "registered-models/alias", request_id, params)
+        return str((found or {}).get("version") or "")
 
     async def perform(self, approval: Approval, request_id: str) -> Answer:
         method, path = _PATHS[approval.operation]
@@ -138,7 +133,7 @@ class MlflowCalls:
         for key, value in tags.items():
             answer = await self._call(
                 "POST",
-                "/api/2.0/mlflow/model-versions/set-tag",
+                API + "model-versions/set-tag",
                 request_id,
                 body={
                     "name": approval.model,

@@ -10,8 +10,9 @@ it, MLflow's own 404), and the audit log gets the rule.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from gateway.authn.principal import Principal
 from gateway.authz.actions import alias as alias_right
@@ -93,17 +94,21 @@ class Judged:
     missing: str | None = None
 
 
-def _steers_storage(body: object) -> bool:
+def any_object(body: object, test: Callable[[dict[str, Any]], bool]) -> bool:
+    """Whether ``test`` holds for an object of a JSON body, at any depth."""
     if isinstance(body, dict):
-        if body.get("key") == STORAGE_TAG or STORAGE_TAG in body:
-            return True
-        return any(_steers_storage(v) for v in body.values())
+        return test(body) or any(any_object(v, test) for v in body.values())
     if isinstance(body, list):
-        return any(_steers_storage(v) for v in body)
+        return any(any_object(v, test) for v in body)
     return False
 
 
-def _one(params: Params, name: str) -> str:
+def _steers_storage(body: object) -> bool:
+    return any_object(body, lambda o: o.get("key") == STORAGE_TAG or STORAGE_TAG in o)
+
+
+def single_value(params: Params, name: str) -> str:
+    """The one value of ``name``; Ambiguous when there is none or more than one."""
     values = params.values(name)
     if len(values) != 1:
         raise Ambiguous(f"{name!r} is required once")
@@ -380,7 +385,7 @@ class Authorizer:
     ) -> list[Judged]:
         """Taking a version out of Production changes what is deployed: it needs the Production
         right too, not only the target stage's."""
-        version = _one(params, "version")
+        version = single_value(params, "version")
         try:
             current = await self.resolver.version_stage(name, version)
         except NotFound:

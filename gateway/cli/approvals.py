@@ -94,28 +94,22 @@ def list_approvals(url: str, status: str | None, as_json: bool) -> None:
         click.echo(json.dumps(approval, sort_keys=True) if as_json else _line(approval))
 
 
-def _decide(url: str, approval_id: str, verb: str, comment: str | None) -> dict[str, Any]:
-    body = {"comment": comment} if comment else {}
-    return dict(_call(url, "POST", f"{API}/{approval_id}/{verb}", body)["approval"])
+def _decision_command(verb: str, done: str, help_text: str) -> None:
+    """`approvals approve` and `approvals reject`: one command but for the decision."""
+
+    @approvals.command(verb, help=help_text)
+    @url_option
+    @click.argument("approval_id")
+    @click.option("--comment", help="Why, for the requester and the audit trail.")
+    def decide(url: str, approval_id: str, comment: str | None) -> None:
+        body = {"comment": comment} if comment else {}
+        approval = _call(url, "POST", f"{API}/{approval_id}/{verb}", body)["approval"]
+        click.echo(f"{done}: {approval['request']} (asked by {approval['requested_by']})")
+        if approval.get("error"):
+            click.echo(f"note: {approval['error']}", err=True)
 
 
-@approvals.command()
-@url_option
-@click.argument("approval_id")
-@click.option("--comment", help="Why, for the requester and the audit trail.")
-def approve(url: str, approval_id: str, comment: str | None) -> None:
-    """Approve APPROVAL_ID: the gateway makes the held request to MLflow."""
-    approval = _decide(url, approval_id, "approve", comment)
-    click.echo(f"approved: {approval['request']} (asked by {approval['requested_by']})")
-    if approval.get("error"):
-        click.echo(f"note: {approval['error']}", err=True)
-
-
-@approvals.command()
-@url_option
-@click.argument("approval_id")
-@click.option("--comment", help="Why, for the requester and the audit trail.")
-def reject(url: str, approval_id: str, comment: str | None) -> None:
-    """Reject APPROVAL_ID: the held request is never made."""
-    approval = _decide(url, approval_id, "reject", comment)
-    click.echo(f"rejected: {approval['request']} (asked by {approval['requested_by']})")
+_decision_command(
+    "approve", "approved", "Approve APPROVAL_ID: the gateway makes the held request to MLflow."
+)
+_decision_command("reject", "rejected", "Reject APPROVAL_ID: the held request is never made.")
