@@ -48,8 +48,8 @@ from bench.profile import Profile
 from bench.summary import Target, table
 from gateway.authn.principal import Principal
 from gateway.authz.actions import matches
-from gateway.authz.casbin_engine import CasbinEngine
-from gateway.authz.casbin_model import CasbinModel, load_model
+from gateway.authz.casbin_engine import CasbinEngine, rule_fields
+from gateway.authz.casbin_model import CasbinModel, load_model, not_expired
 from gateway.authz.enforcer import Enforcer, subjects_of
 from gateway.authz.policy import Decider, Decision, PolicyIndex
 from gateway.policy_lines import (
@@ -527,7 +527,14 @@ def new_casbin(path: Path | None = None) -> casbin.Enforcer:
     enforcer = casbin.Enforcer(str(MODEL), str(path)) if path else casbin.Enforcer(str(MODEL))
     enforcer.add_function("objMatch", casbin_object_match)
     enforcer.add_function("actMatch", matches)
+    enforcer.add_function("notExpired", not_expired)
     return enforcer
+
+
+def casbin_line(line: Rule | Grouping) -> str:
+    """A policy line as pycasbin reads it with the shipped model: a rule has its fifth field,
+    the expiry, even when empty (never)."""
+    return f"{line}, " if isinstance(line, Rule) and not line.expires_at else str(line)
 
 
 def casbin_enforcer(policy: GeneratedPolicy, folder: Path) -> tuple[casbin.Enforcer, float]:
@@ -536,7 +543,7 @@ def casbin_enforcer(policy: GeneratedPolicy, folder: Path) -> tuple[casbin.Enfor
     path = folder / "policy.csv"
     with path.open("w") as out:
         for line in (*policy.rules, *policy.groupings, *principal_groupings(policy)):
-            out.write(f"{line}\n")
+            out.write(casbin_line(line) + "\n")
     gc.collect()
     start = time.perf_counter()
     enforcer = new_casbin(path)
@@ -560,7 +567,7 @@ class SlicedCasbin:
         self._rules: dict[str, list[list[str]]] = {}
         for rule in policy.rules:
             self._rules.setdefault(rule.subject, []).append(
-                [rule.subject, rule.object, rule.action, rule.effect]
+                [rule.subject, rule.object, rule.action, rule.effect, rule.expires_at]
             )
         self._edges: dict[str, list[list[str]]] = {}
         for grouping in groupings:
@@ -738,9 +745,7 @@ def casbin_path(
         removed.append(time.perf_counter_ns() - start)
     out["delta_add"] = percentiles(added)
     out["delta_remove"] = percentiles(removed)
-    assert engine.enforcer.get_policy() == [
-        [r.subject, r.object, r.action, r.effect] for r in index.rules
-    ]
+    assert engine.enforcer.get_policy() == [rule_fields(model, r) for r in index.rules]
     del enforcer, engine
     replicas = folder / "casbin-replicas"
     replicas.mkdir()
