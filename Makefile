@@ -27,8 +27,12 @@ lint: $(STAMP)
 mlflow-versions: $(STAMP)
 	$(BIN)/python -m tests.mlflow_versions install
 
+# Parallel workers (TEST_WORKERS=0: one process), each running whole test files, so that a
+# module's fixtures (a gateway, its world) are made once; the attack catalogue's setups are two files.
+TEST_WORKERS ?= 2
+
 test: lint mlflow-versions
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -1,6 +1,7 @@
 """Runs the attack catalogue (`tests.attacks`) against a gateway in front of MLflow on SQLite and
-on MariaDB: every case in `CASES`, and the /ajax-api/ twin of every /api/ case. What the outcomes
-mean, and how to add an attack: `tests.attacks`.
+on MariaDB (test_attacks_releases.py: the oldest and the newest supported MLflow): every case in
+`CASES`, and the /ajax-api/ twin of every /api/ case. What the outcomes mean, and how to add an
+attack: `tests.attacks`.
 
 Scenarios that need several steps (renames and deletes racing with policies, wildcard model names,
 grants removed while their decisions are cached, ...) are tests after the table; they use the
@@ -57,11 +58,12 @@ BACKENDS = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(BACKENDS))
+@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
 def backend(request: pytest.FixtureRequest) -> MlflowServer:
     """The whole catalogue runs against the pinned MLflow on SQLite and on MariaDB (whose
-    collations match names case-, accent- and trailing-space-insensitively), and against the
-    oldest and the newest supported MLflow releases on SQLite."""
+    collations match names case-, accent- and trailing-space-insensitively) here, and against the
+    oldest and the newest supported MLflow releases on SQLite in test_attacks_releases.py (a
+    file of its own, so that the suite's parallel workers share the four setups out)."""
     return request.getfixturevalue(BACKENDS[request.param])
 
 
