@@ -6,9 +6,9 @@ Requests are built from each rule's needs, filled with real resources (an experi
 logged model, a trace, a dataset, a registered model and its version; a skill, plain and of an
 organization, with a version, where MLflow has skills) created for the test.
 
-Every rule the pinned MLflow serves runs against it, every rule the oldest supported release
-serves against that one; against the newest supported release, the rules of the routes the pinned
-one does not serve (tests.mlflow_versions lays both over the virtualenv). tests/integration/test_route_table.py checks the table against every release.
+Every rule runs against each supported release that serves its route: the pinned MLflow, the
+oldest and the newest supported release (tests.mlflow_versions lays those two over the
+virtualenv). tests/integration/test_route_table.py checks the table against every release.
 """
 
 from __future__ import annotations
@@ -336,13 +336,8 @@ SERVER_FIXTURES = {
     OLDEST: "oldest_mlflow_server",
     NEWEST: "newest_mlflow_server",
 }
-# (release, rule): every rule of the pinned and of the oldest release; the newest's rules the
-# pinned one does not serve (the others it shares with the pinned one, whose handlers it keeps).
-CASES = (
-    [(PINNED_MLFLOW, r) for r in RULES if r.served_by(PINNED_MLFLOW)]
-    + [(OLDEST, r) for r in RULES if r.served_by(OLDEST)]
-    + [(NEWEST, r) for r in RULES if r.served_by(NEWEST) and not r.served_by(PINNED_MLFLOW)]
-)
+# (release, rule): every rule each supported release serves, against that release.
+CASES = [(v, r) for v in (PINNED_MLFLOW, OLDEST, NEWEST) for r in RULES if r.served_by(v)]
 # One release after the other (each gateway started once), destructive rules last in each.
 _RELEASE_ORDER = {PINNED_MLFLOW: 0, OLDEST: 1, NEWEST: 2}
 ORDERED = sorted(CASES, key=lambda case: (_RELEASE_ORDER[case[0]], _destructive(case[1])))
