@@ -128,33 +128,32 @@ class PolicyPages(Pages):
 
     @page("/policies/history")
     async def history_page(self, request: web.Request) -> web.Response:
-        """The changes, newest first, and what the policy gained and lost between two versions
-        (by default: the version before the newest and the newest)."""
-        store = self.service.policy.store
+        """The changes, newest first, and what the policy gained and lost between two versions."""
         version = self.service.policy.version
-        changes = await store.history(SHOWN_CHANGES)
-        old = _version(request.query.get("from", "")) or max(version - 1, 1)
-        new = _version(request.query.get("to", "")) or version
-        diff: VersionDiff | None = None
-        error = None
-        if version:
-            try:
-                diff = await store.diff(old, new)
-            except UnknownVersion as exc:
-                error = str(exc)
         return self.frame.render(
             request,
             "admin/policy_history.html",
             {
                 "version": version,
-                "changes": changes,
+                "changes": await self.service.policy.store.history(SHOWN_CHANGES),
                 "shown": SHOWN_CHANGES,
-                "old": old,
-                "new": new,
-                "diff": diff,
-                "error": error,
+                **await self._compare(version, request.query),
             },
         )
+
+    async def _compare(self, version: int, query: Any) -> dict[str, Any]:
+        """The two versions compared (by default: the version before the newest and the newest),
+        and the diff between them or why there is none."""
+        old = _version(query.get("from", "")) or max(version - 1, 1)
+        new = _version(query.get("to", "")) or version
+        diff: VersionDiff | None = None
+        error = None
+        if version:
+            try:
+                diff = await self.service.policy.store.diff(old, new)
+            except UnknownVersion as exc:
+                error = str(exc)
+        return {"old": old, "new": new, "diff": diff, "error": error}
 
     @form_post("/policies/rollback")
     async def policy_rollback(self, request: web.Request, form: Any, actor: Actor) -> str:
@@ -162,7 +161,7 @@ class PolicyPages(Pages):
         if version is None:
             raise ValueError("name the version to roll back to (a number)")
         done = await self.service.rollback(actor, version)
-        if not (done.added or done.removed):
+        if not done.changed:
             return f"Unchanged: the policy is as it was at version {version}."
         return (
             f"Rolled back to version {version} as version {done.version}: "
@@ -187,31 +186,9 @@ class PolicyPages(Pages):
         error = None
         try:
             if q.get("user") and q.get("object") and q.get("action"):
-                user = await self.service.users.get(q["user"].strip())
-                groups = [g.strip() for g in q.get("groups", "").split(",") if g.strip()]
-                principal = principal_of(q["user"].strip(), user, groups)
-                names = await self.api.names_of(q["object"].strip())
-                decision = explain(
-                    self.service.policy.engine, principal, names, q["action"].strip()
-                )
-                result["explain"] = {
-                    "decision": decision,
-                    "names": names,
-                    "known": user is not None,
-                    "groups": sorted(principal.groups),
-                    "decided_by": self.service.policy.decided_by,
-                }
+                result["explain"] = await self._explain(q)
             if q.get("who_object") and q.get("who_action"):
-                names = await self.api.names_of(q["who_object"].strip())
-                result["who"] = {
-                    "names": names,
-                    "holders": who_can(
-                        self.service.policy.engine,
-                        await self.service.users.list(),
-                        names,
-                        q["who_action"].strip(),
-                    ),
-                }
+                result["who"] = await self._who_can(q)
         except (PolicyError, ValueError) as exc:
             error = str(exc)
         return self.frame.render(
@@ -226,3 +203,28 @@ class PolicyPages(Pages):
                 "catalog": await self._catalog(),
             },
         )
+
+    async def _explain(self, q: Any) -> dict[str, Any]:
+        """May the user (in these groups) do the action on the object, and which rule decides."""
+        user = await self.service.users.get(q["user"].strip())
+        groups = [g.strip() for g in q.get("groups", "").split(",") if g.strip()]
+        principal = principal_of(q["user"].strip(), user, groups)
+        names = await self.api.names_of(q["object"].strip())
+        return {
+            "decision": explain(self.service.policy.engine, principal, names, q["action"].strip()),
+            "names": names,
+            "known": user is not None,
+            "groups": sorted(principal.groups),
+            "decided_by": self.service.policy.decided_by,
+        }
+
+    async def _who_can(self, q: Any) -> dict[str, Any]:
+        """Who may do the action on the object."""
+        names = await self.api.names_of(q["who_object"].strip())
+        holders = who_can(
+            self.service.policy.engine,
+            await self.service.users.list(),
+            names,
+            q["who_action"].strip(),
+        )
+        return {"names": names, "holders": holders}

@@ -103,22 +103,20 @@ def _grouping(body: dict[str, Any]) -> Grouping:
     return Grouping(body["member"], body["group"])
 
 
-# A change of one line: a rule or a g line, added or removed.
-RULE_CHANGE: dict[str, Any] = {
-    "body": (*RULE_FIELDS, *EXPIRY_FIELDS),
-    "response": "RuleChange",
-    "errors": CHANGE_ERRORS,
-}
-RULE_REMOVAL: dict[str, Any] = {
-    "body": RULE_FIELDS,
-    "response": "RuleChange",
-    "errors": CHANGE_ERRORS,
-}
-GROUPING_CHANGE: dict[str, Any] = {
-    "body": GROUPING_FIELDS,
-    "response": "GroupingChange",
-    "errors": CHANGE_ERRORS,
-}
+def _change_endpoint(
+    path: str, summary: str, body: tuple[Field, ...], response: str, description: str = ""
+) -> Endpoint:
+    """Every change to the policy (a line added or removed, an import, a rollback): a POST of
+    ``body``, answered with ``response`` or one of the change errors."""
+    return Endpoint(
+        "POST",
+        path,
+        summary,
+        body=body,
+        response=response,
+        errors=CHANGE_ERRORS,
+        description=description,
+    )
 
 
 class PolicyApi(Area):
@@ -184,43 +182,39 @@ class PolicyApi(Area):
         )
         return {"changed": changed, **shown, "version": self._version}
 
-    @Endpoint(
-        "POST",
+    @_change_endpoint(
         "/policy/rules",
         "Add a rule",
-        description="`expires_in` or `expires_at` (both: the earlier): the rule expires (a rule "
-        "already there with another expiry gets this one).",
-        **RULE_CHANGE,
+        (*RULE_FIELDS, *EXPIRY_FIELDS),
+        "RuleChange",
+        "`expires_in` or `expires_at` (both: the earlier): the rule expires (a rule already there "
+        "with another expiry gets this one).",
     )
     async def add_rule(self, call: Call) -> dict[str, Any]:
         return await self._change(call, _rule(call.body), add=True)
 
-    @Endpoint(
-        "POST",
-        "/policy/rules/delete",
-        "Remove a rule",
-        description="Whatever its expiry.",
-        **RULE_REMOVAL,
+    @_change_endpoint(
+        "/policy/rules/delete", "Remove a rule", RULE_FIELDS, "RuleChange", "Whatever its expiry."
     )
     async def remove_rule(self, call: Call) -> dict[str, Any]:
         return await self._change(call, _rule(call.body), add=False)
 
-    @Endpoint("POST", "/policy/groupings", "Add a g line", **GROUPING_CHANGE)
+    @_change_endpoint("/policy/groupings", "Add a g line", GROUPING_FIELDS, "GroupingChange")
     async def add_grouping(self, call: Call) -> dict[str, Any]:
         return await self._change(call, _grouping(call.body), add=True)
 
-    @Endpoint("POST", "/policy/groupings/delete", "Remove a g line", **GROUPING_CHANGE)
+    @_change_endpoint(
+        "/policy/groupings/delete", "Remove a g line", GROUPING_FIELDS, "GroupingChange"
+    )
     async def remove_grouping(self, call: Call) -> dict[str, Any]:
         return await self._change(call, _grouping(call.body), add=False)
 
-    @Endpoint(
-        "POST",
+    @_change_endpoint(
         "/policy/import",
         "Import policy CSV",
-        body=IMPORT_FIELDS,
-        response="ImportResult",
-        errors=CHANGE_ERRORS,
-        description="All or nothing: a file with a bad line changes nothing.",
+        IMPORT_FIELDS,
+        "ImportResult",
+        "All or nothing: a file with a bad line changes nothing.",
     )
     async def import_policy(self, call: Call) -> dict[str, Any]:
         added, removed, present = await self.service.import_policy(
@@ -273,15 +267,13 @@ class PolicyApi(Area):
             "removed": [line_json(x) for x in found.removed],
         }
 
-    @Endpoint(
-        "POST",
+    @_change_endpoint(
         "/policy/rollback",
         "Restore the policy as it was at a version",
-        body=ROLLBACK_FIELDS,
-        response="RollbackResult",
-        errors=CHANGE_ERRORS,
-        description="One new change; the admin rule stays, and rules that have expired since "
-        "stay out. An unknown version is a 404.",
+        ROLLBACK_FIELDS,
+        "RollbackResult",
+        "One new change; the admin rule stays, and rules that have expired since stay out. An "
+        "unknown version is a 404.",
     )
     async def rollback(self, call: Call) -> dict[str, Any]:
         done = await self.service.rollback(call.actor, call.body["version"])

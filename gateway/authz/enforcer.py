@@ -28,6 +28,7 @@ import statistics
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -45,6 +46,7 @@ from gateway.store.policy_history import Rollback
 from gateway.store.policy_rows import RawRow
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHANNEL = "mlgw:policy:changed"
 POLL_SECONDS = 5.0
@@ -344,9 +346,17 @@ class Enforcer:
 
     # -- changes ---------------------------------------------------------------------------------
 
-    async def _settle(self) -> None:
+    async def _change(
+        self, make: Callable[[], Awaitable[T]], changed: Callable[[T], bool] = bool
+    ) -> T:
+        """Every change to the policy: once what waits before a change has run (the owner
+        flusher), made in the store; when it changed anything, the other replicas are told."""
         for wait in self.before_change:
             await wait()
+        outcome = await make()
+        if changed(outcome):
+            await self.announce()
+        return outcome
 
     async def announce(self) -> None:
         """Catch up with the store, then tell the other replicas its version."""
@@ -359,34 +369,20 @@ class Enforcer:
     async def add(
         self, lines: Iterable[Rule | Grouping], actor: str | None
     ) -> list[Rule | Grouping]:
-        await self._settle()
-        added = await self.store.add(lines, actor)
-        if added:
-            await self.announce()
-        return added
+        return await self._change(lambda: self.store.add(lines, actor))
 
     async def remove(
         self, lines: Iterable[Rule | Grouping], actor: str | None = None
     ) -> list[Rule | Grouping]:
-        await self._settle()
-        removed = await self.store.remove(lines, actor)
-        if removed:
-            await self.announce()
-        return removed
+        return await self._change(lambda: self.store.remove(lines, actor))
 
     async def rollback(self, version: int, actor: str | None) -> Rollback:
-        await self._settle()
-        done = await self.store.rollback(version, actor)
-        if done.added or done.removed:
-            await self.announce()
-        return done
+        return await self._change(
+            lambda: self.store.rollback(version, actor), lambda done: done.changed
+        )
 
     async def replace_object(self, old: str, new: str | None, actor: str | None) -> int:
-        await self._settle()
-        count = await self.store.replace_object(old, new, actor)
-        if count:
-            await self.announce()
-        return count
+        return await self._change(lambda: self.store.replace_object(old, new, actor))
 
     # -- keeping up with other replicas ----------------------------------------------------------
 

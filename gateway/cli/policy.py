@@ -273,7 +273,7 @@ def policy_rollback(version: int, data_dir: str | None) -> None:
         return await service.rollback(cli_actor(), version)
 
     done = run_admin(action, data_dir)
-    if not (done.added or done.removed):
+    if not done.changed:
         click.echo(f"unchanged: the policy is as it was at version {version}")
         return
     for line in done.removed:

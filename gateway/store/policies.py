@@ -32,6 +32,7 @@ from gateway.store.policy_rows import (
     RawRow,
     bump,
     current_version,
+    line_columns,
     line_of,
     match,
     row_of,
@@ -63,14 +64,7 @@ class PolicyStore:
     async def raw_snapshot(self) -> tuple[int, list[RawRow]]:
         """The version and every line as plain tuples (ptype, v0..v3, expires_at): turning 100k
         rows into rules is left to the caller, who may do it off the event loop (`snapshot_of`)."""
-        columns = select(
-            PolicyRow.ptype,
-            PolicyRow.v0,
-            PolicyRow.v1,
-            PolicyRow.v2,
-            PolicyRow.v3,
-            PolicyRow.expires_at,
-        )
+        columns = select(*line_columns(PolicyRow))
         rows: list[RawRow] = []
         async with self._sessions() as session:
             version = await current_version(session)
@@ -84,16 +78,7 @@ class PolicyStore:
         """The lines changed after ``version`` up to the current version, or None when the log
         should not tell (too far behind, a gap, or ``version`` is not one this database had):
         reload everything."""
-        columns = select(
-            PolicyChange.version,
-            PolicyChange.added,
-            PolicyChange.ptype,
-            PolicyChange.v0,
-            PolicyChange.v1,
-            PolicyChange.v2,
-            PolicyChange.v3,
-            PolicyChange.expires_at,
-        )
+        columns = select(PolicyChange.version, PolicyChange.added, *line_columns(PolicyChange))
         async with self._sessions() as session:
             current = await current_version(session)
             if current == version:

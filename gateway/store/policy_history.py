@@ -15,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.policy_lines import PROTECTED_RULE, Grouping, PolicyError, Rule, now_text
 from gateway.store.models import PolicyChange, PolicyRow
-from gateway.store.policy_rows import bump, current_version, line_of, row_of, stored_line
+from gateway.store.policy_rows import (
+    bump,
+    current_version,
+    line_columns,
+    line_of,
+    row_of,
+    stored_line,
+)
 
 Line = Rule | Grouping
 
@@ -41,33 +48,38 @@ class HistoryEntry:
 
 @dataclass(frozen=True)
 class VersionDiff:
+    """The lines the policy gained and lost from version ``old`` to version ``new``."""
+
     old: int
     new: int
     added: tuple[Line, ...]
     removed: tuple[Line, ...]
 
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed)
+
 
 @dataclass(frozen=True)
-class Rollback:
-    """What a rollback to ``target`` changed, as version ``version`` (unchanged: nothing to do)."""
+class Rollback(VersionDiff):
+    """A rollback to ``target``: the change from the version before it (``old``) to the one it
+    made (``new``; unchanged, nothing to do: ``old``)."""
 
     target: int
-    version: int
-    added: tuple[Line, ...]
-    removed: tuple[Line, ...]
+
+    @property
+    def version(self) -> int:
+        """The policy's version after the rollback."""
+        return self.new
 
 
+# version, time, actor, added, then the line (`line_of`'s fields: r[4:]).
 _COLUMNS = (
     PolicyChange.version,
     PolicyChange.created_at,
     PolicyChange.actor,
     PolicyChange.added,
-    PolicyChange.ptype,
-    PolicyChange.v0,
-    PolicyChange.v1,
-    PolicyChange.v2,
-    PolicyChange.v3,
-    PolicyChange.expires_at,
+    *line_columns(PolicyChange),
 )
 
 
@@ -80,10 +92,7 @@ async def entries(session: AsyncSession, limit: int, before: int | None) -> list
             query.order_by(PolicyChange.version.desc(), PolicyChange.id.desc()).limit(limit)
         )
     ).all()
-    return [
-        HistoryEntry(r[0], r[1], r[2], bool(r[3]), line_of(r[4], r[5], r[6], r[7], r[8], r[9]))
-        for r in rows
-    ]
+    return [HistoryEntry(r[0], r[1], r[2], bool(r[3]), line_of(*r[4:])) for r in rows]
 
 
 async def _oldest(session: AsyncSession) -> int | None:
@@ -113,7 +122,7 @@ async def lines_at(session: AsyncSession, version: int) -> set[Line]:
     rows = (await session.scalars(select(PolicyRow))).all()
     state = {stored_line(row) for row in rows}
     for r in later:  # newest first: undo each change
-        line = line_of(r[4], r[5], r[6], r[7], r[8], r[9])
+        line = line_of(*r[4:])
         if r[3]:
             state.discard(line)
         else:
@@ -148,11 +157,12 @@ async def rollback(session: AsyncSession, version: int, actor: str | None) -> Ro
         session.add(row_of(line, actor))
         changes.append((True, line))
     if not changes:
-        return Rollback(version, current, (), ())
+        return Rollback(current, current, (), (), target=version)
     new_version = await bump(session, changes, actor)
     return Rollback(
-        version,
+        current,
         new_version,
         tuple(line for added, line in changes if added),
         tuple(line for added, line in changes if not added),
+        target=version,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,6 +61,11 @@ def line_of(
     ptype: str, v0: str, v1: str, v2: str, v3: str, expires: datetime | None = None
 ) -> Rule | Grouping:
     return Rule(v0, v1, v2, v3, expiry_of(expires)) if ptype == "p" else Grouping(v0, v1)
+
+
+def line_columns(table: type[PolicyRow] | type[PolicyChange]) -> tuple[Any, ...]:
+    """The columns of a line in the rule table or the change log, in `line_of`'s order."""
+    return (table.ptype, table.v0, table.v1, table.v2, table.v3, table.expires_at)
 
 
 def stored_line(row: PolicyRow) -> Rule | Grouping:
