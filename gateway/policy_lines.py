@@ -122,7 +122,7 @@ class Rule:
         if not valid_action(self.action):
             raise PolicyError(
                 f"invalid action {self.action!r}: use read, edit, manage, create, use, "
-                "promote:<stage>, alias:<name> or *"
+                "promote:<stage>, alias:<name>, request:<stage>, request:alias:<name> or *"
             )
         if self.effect not in EFFECTS:
             raise PolicyError(f"invalid effect {self.effect!r}: use allow or deny")

@@ -1,4 +1,5 @@
-"""The console's "My account" page, for everyone signed in: rights, and their own tokens."""
+"""The console's "My account" page, for everyone signed in: rights (with when each expires), and
+their own tokens."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from gateway.admin.shapes import token_json
 from gateway.admin.tokens_page import form_duration, form_scope_words
 from gateway.authz.explain import rights_of
 from gateway.context import context_of
+from gateway.policy_lines import now_text
 from gateway.scopes import TokenScope
 from gateway.store.users import StoreError
 
@@ -39,6 +41,7 @@ class AccountPages(Pages):
             {
                 "admin": admin,
                 "rights": rights,
+                "now": now_text(),
                 "tokens": [token_json(t) for t in reversed(tokens)],
                 "tracking_uri": self.tracking_uri,
                 "created": created,

@@ -32,6 +32,10 @@ ACTIONS = (
     "promote:production",
     "promote:archived",
     "alias:champion",
+    "request:staging",
+    "request:production",
+    "request:archived",
+    "request:alias:champion",
     "*",
 )
 

@@ -59,7 +59,8 @@ RULE_FIELDS = (
         pattern=f.ACTION,
         max_length=255,
         required=True,
-        description="read, edit, manage, create, use, promote:STAGE, alias:NAME or *",
+        description="read, edit, manage, create, use, promote:STAGE, alias:NAME, "
+        "request:STAGE, request:alias:NAME (ask for a promotion that needs approval) or *",
     ),
     Field("effect", choices=("allow", "deny"), description="allow (default) or deny"),
 )

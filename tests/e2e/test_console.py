@@ -276,6 +276,7 @@ def test_console_pages_are_strict_labelled_and_error_free(
     admin.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     pages = {
         "policies": "/.gateway/admin/policies",
+        "policy-history": "/.gateway/admin/policies/history",
         "explain": f"/.gateway/admin/explain?user=bob&object=experiment:{experiment['id']}"
         f"&action=read&who_object=experiment:{experiment['id']}&who_action=manage",
         "users": "/.gateway/admin/users",
@@ -284,6 +285,7 @@ def test_console_pages_are_strict_labelled_and_error_free(
         "tokens": "/.gateway/admin/tokens",
         "audit": "/.gateway/admin/audit",
         "account": "/.gateway/admin/account",
+        "approvals": "/.gateway/admin/approvals",
     }
     for name, path in pages.items():
         response = admin.goto(gw.url + path)

@@ -66,6 +66,16 @@ def wait_for(condition: Callable[[], bool], within: float, what: str) -> float:
     return time.monotonic() - started
 
 
+def rita_read_rule(gw: Gateway) -> tuple[str, dict[str, str]]:
+    """A new experiment, and the API's body of a rule that lets rita read it."""
+    experiment = new_experiment(gw)
+    return experiment, {
+        "subject": "user:rita",
+        "object": f"experiment:{experiment}",
+        "action": "read",
+    }
+
+
 def expiry_of(output: str) -> str:
     """The expiry `policy add` printed: the sixth field of the line."""
     return output.strip().rsplit(", ", 1)[1]
@@ -144,12 +154,27 @@ def test_a_grant_added_with_expires_at_stops_at_that_time(
     both_refuse_after_expiry(pair, experiment, rita, expires_at)
 
 
+def test_my_account_shows_when_each_right_expires(
+    pair: tuple[Gateway, Gateway], rita: dict[str, str]
+) -> None:
+    a, _ = pair
+    experiment, rule = rita_read_rule(a)
+    assert (
+        call(a, "POST", "/policy/rules", {**rule, "expires_at": "2999-01-01T00:00:00Z"})[0] == 200
+    )
+    status, _, page = request(a, "/.gateway/admin/account", headers=rita)
+    table = page.decode().split('aria-label="Rules that apply"', 1)[1].split("</table>", 1)[0]
+    assert status == 200 and "<th>Expires (UTC)</th>" in table
+    row = table.split(f"experiment:{experiment}<", 1)[1].split("</tr>", 1)[0]
+    assert "2999-01-01T00:00:00Z" in row
+    assert call(a, "POST", "/policy/rules/delete", rule)[0] == 200
+
+
 def test_expiries_through_the_api_and_a_csv_round_trip(
     pair: tuple[Gateway, Gateway], rita: dict[str, str]
 ) -> None:
     a, b = pair
-    experiment = new_experiment(a)
-    rule = {"subject": "user:rita", "object": f"experiment:{experiment}", "action": "read"}
+    experiment, rule = rita_read_rule(a)
     status, answer = call(a, "POST", "/policy/rules", {**rule, "expires_in": "1h"})
     assert status == 200 and answer["changed"]
     expires_at = answer["rule"]["expires_at"]

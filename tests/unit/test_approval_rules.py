@@ -7,11 +7,12 @@ import re
 
 import pytest
 
+from gateway.admin.console_policy import ACTIONS
 from gateway.admin.fields import ACTION
 from gateway.approvals.store import SET_ALIAS, TRANSITION_STAGE, Approval
 from gateway.authz.actions import asked, asking, blocks, grants, valid_action
 from gateway.config import ConfigError, load_settings
-from gateway.policy_lines import Rule
+from gateway.policy_lines import PolicyError, Rule
 
 
 def test_request_rights_are_valid_policy_actions() -> None:
@@ -21,6 +22,18 @@ def test_request_rights_are_valid_policy_actions() -> None:
         Rule("group:team-a", "registered_model:fraud", action).validate()
     for action in ("request:", "request:Production", "request:alias:", "requests:production"):
         assert not valid_action(action), action
+
+
+def test_an_invalid_action_is_answered_with_the_request_rights_among_the_valid_ones() -> None:
+    with pytest.raises(PolicyError) as refused:
+        Rule("group:team-a", "registered_model:fraud", "requests:production").validate()
+    assert "request:<stage>, request:alias:<name>" in str(refused.value)
+
+
+def test_the_console_offers_the_request_rights() -> None:
+    assert {"request:production", "request:alias:champion"} <= set(ACTIONS)
+    for action in ACTIONS:
+        assert valid_action(action), action
 
 
 def test_asking_names_the_right_to_ask_for_a_promotion() -> None:
