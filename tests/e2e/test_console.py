@@ -223,6 +223,27 @@ def test_grant_then_revoke_read_from_the_console(
     assert "/ajax-api/2.0/mlflow/experiments/search" in reads
 
 
+def test_the_audit_page_names_what_an_admin_asked_for_that_does_not_exist(
+    gw: Gateway, admin: Page
+) -> None:
+    """An admin's lookup of an experiment that does not exist resolves nothing and is judged by no
+    rule, yet its event names the experiment asked for (and the index finds it by actor)."""
+    name = f"/nowhere/asked-{time.time_ns()}"
+    query = urllib.parse.urlencode({"experiment_name": name})
+    answer = admin.request.get(f"{gw.url}/ajax-api/2.0/mlflow/experiments/get-by-name?{query}")
+    assert answer.status == 404
+    row = admin.get_by_role("row").filter(has_text="experiments/get-by-name").first
+    for _ in range(20):  # the event is written just after the answer: reload as a person would
+        admin.goto(f"{gw.url}/.gateway/admin/audit?actor=root&type=request")
+        if row.count():
+            break
+        time.sleep(0.25)
+    row.locator("summary").click()
+    details = json.loads(row.locator("pre").inner_text())
+    assert details["params"] == {"experiment_name": name}
+    assert details["http"]["status"] == 404 and details["actor"]["subject"] == "root"
+
+
 def test_live_view_shows_new_events_as_they_happen(gw: Gateway, admin: Page, bob: Page) -> None:
     admin.goto(f"{gw.url}/.gateway/admin/audit/live")
     admin.wait_for_selector("#live-state:has-text('live')")
