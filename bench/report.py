@@ -227,9 +227,9 @@ def verdict(results: dict[str, Any]) -> str:
         f"Verdict for this MLflow (uvicorn, {results['profile']['mlflow_workers']} workers): "
         f"upstream keep-alive **{winner}** makes clients fastest"
         + (
-            " — keep `GATEWAY_UPSTREAM_KEEPALIVE=false` (the default)."
+            " — set `GATEWAY_UPSTREAM_KEEPALIVE=false` in front of this MLflow."
             if winner == "off"
-            else " — consider `GATEWAY_UPSTREAM_KEEPALIVE=true`."
+            else " — keep `GATEWAY_UPSTREAM_KEEPALIVE=true` (the default)."
         )
     )
 
