@@ -24,6 +24,7 @@ from gateway.authz.enforcer import Enforcer
 from gateway.context import context_of
 from gateway.errors import (
     CONFLICT,
+    INTERNAL_ERROR,
     INVALID_PARAMETER,
     METHOD_NOT_ALLOWED,
     NOT_FOUND_RESOURCE,
@@ -194,6 +195,12 @@ def route(endpoint: Endpoint, enforcer: Enforcer) -> Callable[[web.Request], Awa
         except RedisError as exc:
             log.warning("admin API: Redis unavailable: %s", exc)
             return mlflow_error(UNAVAILABLE, "Redis (sessions, audit trail) is unreachable.")
+        except Exception:  # a defect: said in MLflow's shape, with the id that finds it in the log
+            log.exception("admin API: %s failed", endpoint.operation_id)
+            return mlflow_error(
+                INTERNAL_ERROR,
+                f"The gateway failed on this call (request id {ctx.request_id}); its log says why.",
+            )
         if isinstance(answer, web.StreamResponse):
             return answer
         return web.json_response(answer, status=endpoint.status)

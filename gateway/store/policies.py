@@ -9,7 +9,8 @@ gap in the log) reloads everything. The log is never pruned: it is the policy's 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, select
@@ -32,6 +33,7 @@ from gateway.store.policy_rows import (
     RawRow,
     bump,
     current_version,
+    hold_policy_lock,
     line_columns,
     line_of,
     match,
@@ -52,6 +54,15 @@ _BOOTSTRAPPED = "policy_bootstrapped"
 class PolicyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def _changing(self) -> AsyncIterator[AsyncSession]:
+        """The transaction of a change, holding the policy's write lock from its first
+        statement (`hold_policy_lock`): concurrent changes on any replica run one after the
+        other instead of acting on rows another one is changing."""
+        async with self._sessions.begin() as session:
+            await hold_policy_lock(session)
+            yield session
 
     async def version(self) -> int:
         async with self._sessions() as session:
@@ -111,7 +122,7 @@ class PolicyStore:
             return await session.get(Meta, _BOOTSTRAPPED) is not None
 
     async def _bootstrap(self, lines: Iterable[Rule | Grouping]) -> bool:
-        async with self._sessions.begin() as session:
+        async with self._changing() as session:
             if await session.get(Meta, _BOOTSTRAPPED) is not None:
                 return False
             session.add(Meta(key=_BOOTSTRAPPED, value=now().isoformat()))
@@ -153,7 +164,7 @@ class PolicyStore:
         """Add lines that are not there yet (or change a rule's expiry); returns those actually
         added. ``author``: what the rows record as their creator, when not ``actor``."""
         changes: list[tuple[bool, Rule | Grouping]] = []
-        async with self._sessions.begin() as session:
+        async with self._changing() as session:
             for line in lines:
                 line.validate()
                 changes += await self._put(session, line, author or actor)
@@ -166,7 +177,7 @@ class PolicyStore:
     ) -> list[Rule | Grouping]:
         """Remove lines (a rule whatever its expiry); returns them as they were stored."""
         removed: list[Rule | Grouping] = []
-        async with self._sessions.begin() as session:
+        async with self._changing() as session:
             for line in lines:
                 if isinstance(line, Rule) and line.key == PROTECTED_RULE:
                     raise PolicyError(f"'{line}' makes admins admins and cannot be removed")
@@ -183,7 +194,7 @@ class PolicyStore:
         locked by the first until its change commits)."""
         moment = now_text()
         expired: list[Rule] = []
-        async with self._sessions.begin() as session:
+        async with self._changing() as session:
             for rule in sorted(rules):
                 row = await session.scalar(select(PolicyRow).where(match(rule)).with_for_update())
                 if row is None or stored_line(row) != rule or not rule.expired(moment):
@@ -199,7 +210,7 @@ class PolicyStore:
         if "*" in old or (new is not None and "*" in new):
             # A pattern is not one object: moving or dropping it would touch other rules.
             return 0
-        async with self._sessions.begin() as session:
+        async with self._changing() as session:
             rows = (
                 await session.scalars(
                     select(PolicyRow).where((PolicyRow.ptype == "p") & (PolicyRow.v1 == old))
@@ -234,5 +245,5 @@ class PolicyStore:
 
     async def rollback(self, version: int, actor: str | None) -> Rollback:
         """The policy as it was at ``version``, as one new change (the admin rule stays)."""
-        async with self._sessions.begin() as session:
+        async with self._changing() as session:
             return await policy_history.rollback(session, version, actor)

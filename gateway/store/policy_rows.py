@@ -107,6 +107,15 @@ def snapshot_of(version: int, rows: Iterable[RawRow]) -> PolicySnapshot:
     return PolicySnapshot(tuple(rules), tuple(groupings), version)
 
 
+async def hold_policy_lock(session: AsyncSession) -> None:
+    """Every policy change's first statement: a no-op update of the version row. It takes the
+    write lock at once (SQLite's, which a transaction takes at its first write; PostgreSQL's lock
+    on that row), so changes wait for each other from their start and what one reads before it
+    writes (a rule's row, its expiry) stays true until it commits. A rule's row read before the
+    lock could be gone by the write: a sweep of its expiry deleted it meanwhile."""
+    await session.execute(update(Meta).where(Meta.key == VERSION_KEY).values(value=Meta.value))
+
+
 async def current_version(session: AsyncSession, lock: bool = False) -> int:
     """The policy's version; ``lock``: the version row stays locked until commit (PostgreSQL),
     so versions commit in order and no two changes get the same number."""

@@ -66,7 +66,8 @@ def test_schemathesis_finds_nothing(gw: Gateway, tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     summary = result.stdout[-6000:]
-    assert result.returncode == 0, summary
+    # A 500's cause is in the gateway's log (its traceback), not in what schemathesis saw.
+    assert result.returncode == 0, f"{summary}\n\ngateway log, last lines:\n{gw.child.tail(80)}"
     assert " passed" in summary and "failure" not in summary.lower().split("summary")[-1]
 
     # The gateway is still whole afterwards: the admin works, the audit chains are intact.
