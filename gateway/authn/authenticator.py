@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -68,32 +68,22 @@ def principal_for_user(
     )
 
 
+@dataclass(eq=False)
 class Authenticator:
-    def __init__(
-        self,
-        users: UserStore,
-        tokens: TokenStore,
-        sessions: SessionStore,
-        lockout: Lockout,
-        passwords: PasswordVerifier,
-        jwt_validator: BearerValidator | None,
-        *,
-        local_users: bool,
-        session_cookie: str,
-        remembered: Remembered | None = None,
-        changes: AuthChanges | None = None,
-    ) -> None:
-        self.users = users
-        self.tokens = tokens
-        self.sessions = sessions
-        self.lockout = lockout
-        self.passwords = passwords
-        self.jwt = jwt_validator
-        self.local_users = local_users
-        self.session_cookie = session_cookie
-        self.remembered = remembered if remembered is not None else Remembered()
-        self.changes = changes
-        self._token_touched: dict[str, float] = {}
+    users: UserStore
+    tokens: TokenStore
+    sessions: SessionStore
+    lockout: Lockout
+    passwords: PasswordVerifier
+    # Bearer JWTs issued by the IdP (None: not accepted).
+    jwt: BearerValidator | None
+    _: KW_ONLY
+    local_users: bool
+    session_cookie: str
+    remembered: Remembered = field(default_factory=Remembered)
+    changes: AuthChanges | None = None
+    # Token id -> when its last use was recorded (at most once a minute each).
+    _token_touched: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     async def end_session(self, session_id: str) -> None:
         """Sign a browser out here and on every replica."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp_jinja2
@@ -38,25 +38,20 @@ class CookiePolicy:
     max_age: int
 
 
+@dataclass(eq=False)
 class AuthPages:
-    def __init__(
-        self,
-        authenticator: Authenticator,
-        oidc: OidcClient | None,
-        cookies: CookiePolicy,
-        public_url: str,
-        local_users: bool,
-        sso_name: str,
-        audit: AuditWriter,
-    ) -> None:
-        self.auth = authenticator
-        self.oidc = oidc
-        self.cookies = cookies
-        self.public_url = public_url.rstrip("/")
-        self.public_origin = origin_of(public_url)
-        self.local_users = local_users
-        self.sso_name = sso_name
-        self.audit = audit
+    auth: Authenticator
+    oidc: OidcClient | None
+    cookies: CookiePolicy
+    public_url: str
+    local_users: bool
+    sso_name: str
+    audit: AuditWriter
+    public_origin: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.public_url = self.public_url.rstrip("/")
+        self.public_origin = origin_of(self.public_url)
 
     def _event(self, request: web.Request, kind: str, **details: Any) -> None:
         ctx = context_of(request)
