@@ -190,13 +190,13 @@ class PolicyStore:
 
     async def expire(self, rules: Iterable[Rule], actor: str) -> list[Rule]:
         """Remove these rules if they are stored with this expiry and it has passed: returns
-        those removed here. Replicas expiring the same rule at once remove it once (its row is
-        locked by the first until its change commits)."""
+        those removed here. Replicas expiring the same rule at once remove it once (the second
+        waits on the policy lock and finds the row gone)."""
         moment = now_text()
         expired: list[Rule] = []
         async with self._changing() as session:
             for rule in sorted(rules):
-                row = await session.scalar(select(PolicyRow).where(match(rule)).with_for_update())
+                row = await session.scalar(select(PolicyRow).where(match(rule)))
                 if row is None or stored_line(row) != rule or not rule.expired(moment):
                     continue
                 if await self._delete(session, row.id):

@@ -138,7 +138,7 @@ async def diff(session: AsyncSession, old: int, new: int) -> VersionDiff:
 
 
 async def rollback(session: AsyncSession, version: int, actor: str | None) -> Rollback:
-    current = await current_version(session, lock=True)  # no change slips in meanwhile
+    current = await current_version(session)  # the change holds the policy lock: none slips in
     target = await lines_at(session, version)
     moment = now_text()
     # The admin rule stays whatever the old version had; a rule that has expired since stays out.

@@ -116,19 +116,19 @@ async def hold_policy_lock(session: AsyncSession) -> None:
     await session.execute(update(Meta).where(Meta.key == VERSION_KEY).values(value=Meta.value))
 
 
-async def current_version(session: AsyncSession, lock: bool = False) -> int:
-    """The policy's version; ``lock``: the version row stays locked until commit (PostgreSQL),
-    so versions commit in order and no two changes get the same number."""
-    query = select(Meta).where(Meta.key == VERSION_KEY)
-    meta = await session.scalar(query.with_for_update() if lock else query)
+async def current_version(session: AsyncSession) -> int:
+    """The policy's version (in a change: as of its `hold_policy_lock`, so versions commit in
+    order and no two changes get the same number)."""
+    meta = await session.scalar(select(Meta).where(Meta.key == VERSION_KEY))
     return int(meta.value) if meta else 0
 
 
 async def bump(
     session: AsyncSession, changes: list[tuple[bool, Rule | Grouping]], actor: str | None
 ) -> int:
-    """Next version, and its lines in the change log, with who made it (the same transaction)."""
-    version = await current_version(session, lock=True) + 1
+    """Next version, and its lines in the change log, with who made it (the same transaction,
+    which holds the policy lock)."""
+    version = await current_version(session) + 1
     if version == 1:
         session.add(Meta(key=VERSION_KEY, value=str(version)))
     else:
