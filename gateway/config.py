@@ -20,6 +20,7 @@ from gateway.config_values import (
     parse_algorithms,
     parse_bool,
     parse_database_url,
+    parse_event_loop,
     parse_http_url,
     parse_list,
     parse_list_lower,
@@ -109,6 +110,12 @@ class Settings:
         True,
         parse_bool,
         "reuse upstream connections (see docs/benchmarks.md)",
+    )
+    event_loop: str = _opt(
+        "EVENT_LOOP",
+        "uvloop",
+        parse_event_loop,
+        "uvloop (faster sockets) or asyncio: the event loop serve and dev run on",
     )
     log_level: str = _opt("LOG_LEVEL", "INFO", parse_log_level, "DEBUG, INFO, WARNING or ERROR")
     tls_cert_file: Path | None = _opt(

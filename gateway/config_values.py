@@ -87,6 +87,13 @@ def parse_algorithms(raw: str) -> tuple[str, ...]:
     return algorithms
 
 
+def parse_event_loop(raw: str) -> str:
+    choice = raw.strip().lower()
+    if choice not in {"uvloop", "asyncio"}:
+        raise ValueError("expected uvloop or asyncio")
+    return choice
+
+
 def parse_log_level(raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

@@ -9,8 +9,7 @@ gateway's own credentials never reach MLflow.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
 
 import aiohttp
 from aiohttp import web
@@ -20,6 +19,7 @@ from yarl import URL
 from gateway.context import RequestContext, context_of
 from gateway.errors import BAD_GATEWAY, UPSTREAM_TIMEOUT, mlflow_error
 from gateway.paths import REQUEST_ID_HEADER
+from gateway.upstream import Body, UpstreamAnswer, UpstreamPool
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,8 @@ class UpstreamError(Exception):
 
 
 class MlflowProxy:
-    """Forwards requests to the internal MLflow server over a client session owned by the app."""
+    """Forwards requests to the internal MLflow server over the app's pool of connections; its
+    ClientSession serves the gateway's own calls to MLflow (lookups, search pages, readiness)."""
 
     def __init__(
         self,
@@ -191,6 +192,14 @@ class MlflowProxy:
         )
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._pool = UpstreamPool(
+            self.upstream,
+            keepalive=keepalive,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            idle_seconds=IDLE_SECONDS,
+            max_connections=max_connections,
+        )
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -210,6 +219,7 @@ class MlflowProxy:
         )
 
     async def close(self) -> None:
+        self._pool.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -220,12 +230,11 @@ class MlflowProxy:
             raise RuntimeError("MlflowProxy.start() was not awaited")
         return self._session
 
-    def url_for(self, ctx: RequestContext) -> URL:
+    def target_for(self, ctx: RequestContext) -> str:
         # The target as the edge parsed and the gateway judged it, written anew (never the raw
-        # bytes beside it); encoded=True keeps yarl from changing it again.
+        # bytes beside it), below the upstream URL's own path.
         assert ctx.target is not None  # the edge refused the request otherwise
-        base = str(self.upstream).rstrip("/")
-        return URL(base + ctx.target.upstream, encoded=True)
+        return self.upstream.raw_path.rstrip("/") + ctx.target.upstream
 
     async def forward(
         self,
@@ -257,18 +266,11 @@ class MlflowProxy:
         request: web.Request,
         ctx: RequestContext,
         headers: CIMultiDict[str],
-        body: AsyncIterator[bytes] | bytes | None,
-    ) -> Any:
-        """The upstream request (awaited, or entered with ``async with``): same method and
-        target, never following redirects, never compressing what the client sent."""
-        return self.session.request(
-            request.method,
-            self.url_for(ctx),
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-            compress=None,
-        )
+        body: Body,
+    ) -> Awaitable[UpstreamAnswer]:
+        """The upstream request: same method and target, never following redirects, never
+        compressing what the client sent."""
+        return self._pool.request(request.method, self.target_for(ctx), headers, body)
 
     async def exchange(
         self,
@@ -284,14 +286,19 @@ class MlflowProxy:
         # Only the answer is read whole: a body the gateway did not read streams, as in forward.
         body = _outgoing_body(request, headers, replacement_body, rewritten)
         try:
-            async with self._upstream(request, ctx, headers, body) as upstream:
+            upstream = await self._upstream(request, ctx, headers, body)
+            try:
                 ctx.upstream_status = upstream.status
-                answer = await upstream.content.read(limit)
+                answer = await upstream.read(limit)
                 response_headers = client_response_headers(upstream.headers)
+            finally:
+                upstream.release()
         except TimeoutError as exc:
             return self._failure(ctx, UPSTREAM_TIMEOUT, "did not answer in time", exc), b""
         except aiohttp.ClientError as exc:
             return self._failure(ctx, BAD_GATEWAY, "is unreachable", exc), b""
+        except ValueError as exc:  # larger than the gateway reads whole
+            return self._failure(ctx, BAD_GATEWAY, "answered too much to check", exc), b""
         response_headers.popall("Content-Length", None)
         response_headers.popall("Content-Encoding", None)
         response_headers[REQUEST_ID_HEADER] = ctx.request_id
@@ -299,7 +306,7 @@ class MlflowProxy:
         return response, answer
 
     async def _relay(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, ctx: RequestContext
+        self, request: web.Request, upstream: UpstreamAnswer, ctx: RequestContext
     ) -> web.StreamResponse:
         response = _RelayedResponse(status=upstream.status, reason=upstream.reason)
         response.headers.update(client_response_headers(upstream.headers))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from gateway import __version__
+from gateway import __version__, event_loop
 from gateway.cli import accounts, approvals, audit, doctor, policy, routes
 from gateway.cli.common import fail_config, load_or_exit
 from gateway.config import check_serve_settings, exposure_problems
@@ -38,7 +37,7 @@ def serve() -> None:
     if problems:
         fail_config(problems)
     _setup_logging(settings.log_level)
-    asyncio.run(serve_forever(settings))
+    event_loop.run(serve_forever(settings), settings.event_loop)
 
 
 @main.command()
@@ -68,10 +67,11 @@ def dev(port: int | None, data_dir: Path | None, mlflow_workers: int) -> None:
         name in os.environ for name in ("GATEWAY_REDIS_URL", "GATEWAY_REDIS_URL_FILE")
     )
     sys.exit(
-        asyncio.run(
+        event_loop.run(
             run_dev_stack(
                 settings, redis_configured=redis_configured, mlflow_workers=mlflow_workers
-            )
+            ),
+            settings.event_loop,
         )
     )
 

@@ -1,0 +1,198 @@
+"""The gateway's pool of connections to MLflow (gateway/upstream.py), against a real HTTP server.
+
+What a forwarded request relies on: every byte of a streamed upload arrives (with the client's
+length, or chunked), a connection is reused only after a clean exchange, and every way an exchange
+can break — a client's upload breaking off, MLflow closing, an answer too large — ends with the
+connection closed and the next request served on a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from gateway.upstream import UpstreamPool
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+class Upstream:
+    """An aiohttp server recording, per request, the peer port and the body it read."""
+
+    def __init__(self) -> None:
+        self.peers: list[int] = []
+        self.bodies: list[bytes] = []
+        self.runner: web.AppRunner | None = None
+        self.port = free_port()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.peers.append(peer[1] if peer else 0)
+        self.bodies.append(await request.read())
+        if request.path == "/close":
+            return web.Response(text="bye", headers={"Connection": "close"})
+        if request.path == "/large":
+            return web.Response(body=b"x" * 300_000)
+        return web.Response(text=f"{request.method} {request.path_qs}")
+
+    async def __aenter__(self) -> Upstream:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app, access_log=None, keepalive_timeout=0.3)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+def _pool(port: int, *, keepalive: bool = True, max_connections: int = 10) -> UpstreamPool:
+    return UpstreamPool(
+        URL(f"http://127.0.0.1:{port}"),
+        keepalive=keepalive,
+        connect_timeout=2,
+        read_timeout=5,
+        idle_seconds=4,
+        max_connections=max_connections,
+    )
+
+
+def _headers() -> CIMultiDict[str]:
+    return CIMultiDict({"Host": "mlflow"})
+
+
+async def _text(pool: UpstreamPool, method: str, target: str, body: object = None) -> str:
+    answer = await pool.request(method, target, _headers(), body)  # type: ignore[arg-type]
+    try:
+        return (await answer.read(1_000_000)).decode()
+    finally:
+        answer.release()
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        await asyncio.sleep(0)
+        yield part
+
+
+async def test_streamed_uploads_arrive_whole_and_the_connection_is_reused() -> None:
+    async with Upstream() as upstream:
+        pool = _pool(upstream.port)
+        parts = [b"a" * 100_000, b"", b"b" * 70_000, b"c"]
+        # Chunked (the client said no length) and with the client's Content-Length.
+        assert await _text(pool, "POST", "/up?x=1", _chunks(*parts)) == "POST /up?x=1"
+        headers = _headers()
+        headers["Content-Length"] = str(sum(map(len, parts)))
+        answer = await pool.request("PUT", "/up", headers, _chunks(*parts))
+        assert answer.status == 200
+        await answer.read(100)
+        answer.release()
+        assert await _text(pool, "POST", "/bytes", b"judged") == "POST /bytes"
+        assert await _text(pool, "GET", "/get") == "GET /get"
+        pool.close()
+    assert upstream.bodies[:3] == [b"".join(parts), b"".join(parts), b"judged"]
+    assert len(set(upstream.peers)) == 1, upstream.peers
+
+
+async def test_head_has_no_body_and_keeps_the_connection() -> None:
+    async with Upstream() as upstream:
+        pool = _pool(upstream.port)
+        answer = await pool.request("HEAD", "/h", _headers(), None)
+        assert answer.status == 200
+        assert await answer.read(10) == b""
+        answer.release()
+        assert await _text(pool, "GET", "/after") == "GET /after"
+        pool.close()
+    assert len(set(upstream.peers)) == 1
+
+
+async def test_an_upload_that_breaks_off_never_leaves_its_connection_in_the_pool() -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"partial"
+        await asyncio.sleep(0.05)
+        raise ConnectionResetError("the client went away")
+
+    async with Upstream() as upstream:
+        pool = _pool(upstream.port)
+        headers = _headers()
+        headers["Content-Length"] = "1000"
+        with pytest.raises(aiohttp.ClientError):
+            answer = await pool.request("POST", "/broken", headers, broken())
+            answer.release()
+        assert await _text(pool, "GET", "/next") == "GET /next"
+        pool.close()
+    assert upstream.bodies[-1] == b""  # /next; /broken never completed upstream
+    assert len(set(upstream.peers)) == len(upstream.peers)
+
+
+async def test_connections_mlflow_closes_are_not_reused() -> None:
+    async with Upstream() as upstream:
+        pool = _pool(upstream.port)
+        assert await _text(pool, "GET", "/close") == "bye"  # answered with Connection: close
+        assert await _text(pool, "GET", "/one") == "GET /one"
+        await asyncio.sleep(0.8)  # past the upstream's own keep-alive timeout: it closes
+        assert await _text(pool, "GET", "/two") == "GET /two"
+        pool.close()
+    assert len(set(upstream.peers)) == 3, upstream.peers
+
+
+async def test_an_answer_larger_than_the_limit_is_refused_and_its_connection_closed() -> None:
+    async with Upstream() as upstream:
+        pool = _pool(upstream.port)
+        answer = await pool.request("GET", "/large", _headers(), None)
+        with pytest.raises(ValueError, match="larger than"):
+            await answer.read(100_000)
+        answer.release()
+        assert await _text(pool, "GET", "/next") == "GET /next"
+        pool.close()
+    assert len(set(upstream.peers)) == 2
+
+
+async def test_keepalive_off_uses_a_connection_per_request() -> None:
+    async with Upstream() as upstream:
+        pool = _pool(upstream.port, keepalive=False)
+        for n in range(3):
+            assert await _text(pool, "GET", f"/{n}") == f"GET /{n}"
+        pool.close()
+    assert len(set(upstream.peers)) == 3
+
+
+async def test_the_pool_never_has_more_connections_in_use_than_its_limit() -> None:
+    async with Upstream() as upstream:
+        pool = _pool(upstream.port, max_connections=1)
+        first = await pool.request("GET", "/first", _headers(), None)
+        second = asyncio.ensure_future(_text(pool, "GET", "/second"))
+        await asyncio.sleep(0.2)
+        assert not second.done()  # waits for the one connection
+        await first.read(100)
+        first.release()
+        assert await second == "GET /second"
+        pool.close()
+    assert len(set(upstream.peers)) == 1
+
+
+async def test_an_unreachable_upstream_is_a_connector_error() -> None:
+    pool = _pool(free_port())
+    with pytest.raises(aiohttp.ClientConnectorError):
+        await pool.request("GET", "/", _headers(), None)
+    pool.close()
+
+
+async def test_a_header_with_a_line_break_is_never_written() -> None:
+    async with Upstream() as upstream:
+        pool = _pool(upstream.port)
+        headers = _headers()
+        headers["X-Bad"] = "a\r\nX-Injected: 1"
+        with pytest.raises(ValueError, match="line break"):
+            await pool.request("GET", "/", headers, None)
+        pool.close()
+    assert upstream.peers == []
