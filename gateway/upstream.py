@@ -17,7 +17,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 
-from aiohttp import ClientConnectorError, ClientOSError
+from aiohttp import ClientConnectorError, ClientOSError, ServerDisconnectedError
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.client_reqrep import ConnectionKey
 from aiohttp.streams import StreamReader
@@ -26,10 +26,18 @@ from yarl import URL
 
 # Methods that never carry a body unless the client sent one (aiohttp's client says the same).
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"})
+# Methods a request of which may be sent again when a kept connection turns out to be closed
+# (aiohttp's client retries the same ones once).
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _FORBIDDEN_IN_HEADERS = ("\r", "\n", "\0")
 READ_BUFFER = 2**16
 
 Body = AsyncIterator[bytes] | bytes | None
+
+
+def _streamed(body: Body) -> bool:
+    """A body read from the client as it is sent: it cannot be sent a second time."""
+    return body is not None and not isinstance(body, bytes)
 
 
 class UpstreamAnswer:
@@ -112,9 +120,23 @@ class UpstreamPool:
         MLflow does not connect or answer in time, aiohttp.ClientError when it is unreachable or
         its answer is broken."""
         head, chunked = self._head(method, target, headers, body)
+        # A kept connection MLflow closed just as it was taken (its keep-alive ran out, it
+        # restarted) fails before any answer; an idempotent request with a body in hand is then
+        # sent once more, on a new connection. Nothing else is ever sent twice.
+        replayable = method in _IDEMPOTENT_METHODS and not _streamed(body)
         await self._slots.acquire()
         try:
-            protocol = await self._connection()
+            protocol, kept = await self._connection(reuse=True)
+            try:
+                return await self._exchange(protocol, method, head, body, chunked)
+            except (ServerDisconnectedError, ClientOSError):
+                protocol.close()
+                if not (kept and replayable):
+                    raise
+            except BaseException:
+                protocol.close()
+                raise
+            protocol, _ = await self._connection(reuse=False)
             try:
                 return await self._exchange(protocol, method, head, body, chunked)
             except BaseException:
@@ -152,13 +174,14 @@ class UpstreamPool:
             lines.append(f"{name}: {value}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), chunked
 
-    async def _connection(self) -> ResponseHandler:
+    async def _connection(self, *, reuse: bool) -> tuple[ResponseHandler, bool]:
+        """A connection, and whether it was kept from an earlier exchange."""
         now = time.monotonic()
-        while self._idle:
-            since, protocol = self._idle.pop()
-            if now - since < self._idle_seconds and protocol.is_connected():
-                return protocol
-            protocol.close()
+        while reuse and self._idle:
+            since, kept = self._idle.pop()
+            if now - since < self._idle_seconds and kept.is_connected():
+                return kept, True
+            kept.close()
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout):
@@ -174,7 +197,7 @@ class UpstreamPool:
         sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return protocol
+        return protocol, False
 
     async def _exchange(
         self, protocol: ResponseHandler, method: str, head: bytes, body: Body, chunked: bool

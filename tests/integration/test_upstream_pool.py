@@ -196,3 +196,89 @@ async def test_a_header_with_a_line_break_is_never_written() -> None:
             await pool.request("GET", "/", headers, None)
         pool.close()
     assert upstream.peers == []
+
+
+class OneAnswerServer:
+    """A raw HTTP server that answers one request per connection and closes the connection,
+    without a word, when a second request arrives on it (as a server does whose keep-alive ran
+    out as the request was on its way); ``/die`` is closed on without an answer at once. Records
+    every request it read, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, str]] = []  # (connection number, request line)
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number, answered = self.connections, 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                length = next(
+                    (
+                        int(h.split(":", 1)[1])
+                        for h in lines
+                        if h.lower().startswith("content-length:")
+                    ),
+                    0,
+                )
+                await reader.readexactly(length)
+                self.seen.append((number, lines[0]))
+                if answered or " /die " in lines[0]:
+                    return
+                text = lines[0].rsplit(" ", 1)[0].encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(text), text))
+                await writer.drain()
+                answered += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> OneAnswerServer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_a_kept_connection_found_closed_sends_an_idempotent_request_once_more() -> None:
+    async with OneAnswerServer() as upstream:
+        pool = _pool(upstream.port)
+        assert await _text(pool, "GET", "/one") == "GET /one"
+        assert await _text(pool, "GET", "/two") == "GET /two"  # the kept one closed on it
+        assert await _text(pool, "PUT", "/three", b"x") == "PUT /three"
+        pool.close()
+    assert upstream.seen == [
+        (1, "GET /one HTTP/1.1"),
+        (1, "GET /two HTTP/1.1"),
+        (2, "GET /two HTTP/1.1"),
+        (2, "PUT /three HTTP/1.1"),
+        (3, "PUT /three HTTP/1.1"),
+    ]
+
+
+async def test_a_request_that_may_change_something_is_never_sent_twice() -> None:
+    async with OneAnswerServer() as upstream:
+        pool = _pool(upstream.port)
+        assert await _text(pool, "GET", "/one") == "GET /one"
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await _text(pool, "POST", "/create", b'{"name": "x"}')
+        # Nor is a streamed body (it cannot be read twice), nor a request on a new connection.
+        assert await _text(pool, "GET", "/two") == "GET /two"
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await _text(pool, "PUT", "/upload", _chunks(b"part"))
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await _text(pool, "GET", "/die")
+        pool.close()
+    requests = [line for _, line in upstream.seen]
+    assert requests.count("POST /create HTTP/1.1") == 1
+    assert requests.count("PUT /upload HTTP/1.1") == 1
+    assert requests.count("GET /die HTTP/1.1") == 1
