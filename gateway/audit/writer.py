@@ -48,29 +48,35 @@ REPLAY_INTERVAL = 1.0
 
 # KEYS: the stream, the instance's last-sequence key, the index registry, the index's first id,
 # then the index sets of these events. ARGV: maxlen, last sequence, how many stale index sets
-# to trim at most, then per event: its stored form, how many index sets it belongs to, and their
-# positions in KEYS.
+# to trim at most, the events' stored forms one per line, and per event (one line each, in the
+# same order) the positions in KEYS of its index sets. Two arguments for the whole batch rather
+# than several per event: packing a command costs the gateway per argument, and a batch packed
+# at once is time the event loop serves no request (the audit trail's p95 tail).
 _ADD_BATCH = """
 local function member(id)
   local dash = string.find(id, '-', 1, true)
   local ms, seq = string.sub(id, 1, dash - 1), string.sub(id, dash + 1)
   return string.rep('0', 13 - #ms) .. ms .. string.rep('0', 10 - #seq) .. seq, tonumber(ms)
 end
-local i, added, first = 4, 0, nil
+local events, positions = ARGV[4], ARGV[5]
+local at, pos_at, added, first = 1, 1, 0, nil
 local seen = {}
-while i <= #ARGV do
-  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
+while at <= #events do
+  local stop = string.find(events, '\\n', at, true) or (#events + 1)
+  local pos_stop = string.find(positions, '\\n', pos_at, true) or (#positions + 1)
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e',
+    string.sub(events, at, stop - 1))
   first = first or id
   local m, ms = member(id)
-  for j = 1, tonumber(ARGV[i + 1]) do
-    local key = KEYS[tonumber(ARGV[i + 1 + j])]
+  for index in string.gmatch(string.sub(positions, pos_at, pos_stop - 1), '%d+') do
+    local key = KEYS[tonumber(index)]
     redis.call('ZADD', key, 0, m)
     if not seen[key] then
       seen[key] = true
       redis.call('ZADD', KEYS[3], 'NX', ms, key)
     end
   end
-  i = i + 2 + tonumber(ARGV[i + 1])
+  at, pos_at = stop + 1, pos_stop + 1
   added = added + 1
 end
 redis.call('SET', KEYS[2], ARGV[2])
@@ -319,15 +325,16 @@ class AuditWriter:
         return sent
 
 
-def index_arguments(run: list[Queued]) -> tuple[list[str], list[str | bytes | int]]:
-    """The index sets of a run of events (to follow the script's fixed KEYS), and per event its
-    stored form, how many sets it belongs to and their positions in the script's KEYS."""
+def index_arguments(run: list[Queued]) -> tuple[list[str], list[bytes]]:
+    """The index sets of a run of events (to follow the script's fixed KEYS), and the script's
+    two batch arguments: the stored forms one per line (a stored event is JSON on one line) and,
+    line by line, each event's index sets as positions in the script's KEYS."""
     keys: dict[str, int] = {}
-    args: list[str | bytes | int] = []
-    for event, stored in run:
+    lines: list[str] = []
+    for event, _ in run:
         positions = [keys.setdefault(key, FIXED_KEYS + 1 + len(keys)) for key in index.keys(event)]
-        args += [stored, len(positions), *positions]
-    return list(keys), args
+        lines.append(" ".join(map(str, positions)))
+    return list(keys), [b"\n".join(stored for _, stored in run), "\n".join(lines).encode()]
 
 
 def _append_durably(path: Path, data: bytes) -> None:
