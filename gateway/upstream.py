@@ -18,17 +18,16 @@ import time
 from collections.abc import AsyncIterator
 
 from aiohttp import ClientConnectorError, ClientOSError, ServerDisconnectedError
+from aiohttp.client import IDEMPOTENT_METHODS
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.client_reqrep import ConnectionKey
 from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-# Methods that never carry a body unless the client sent one (aiohttp's client says the same).
+# Methods that never carry a body unless the client sent one (aiohttp's client's GET_METHODS, and
+# CONNECT).
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"})
-# Methods a request of which may be sent again when a kept connection turns out to be closed
-# (aiohttp's client retries the same ones once).
-_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _FORBIDDEN_IN_HEADERS = ("\r", "\n", "\0")
 READ_BUFFER = 2**16
 
@@ -122,8 +121,9 @@ class UpstreamPool:
         head, chunked = self._head(method, target, headers, body)
         # A kept connection MLflow closed just as it was taken (its keep-alive ran out, it
         # restarted) fails before any answer; an idempotent request with a body in hand is then
-        # sent once more, on a new connection. Nothing else is ever sent twice.
-        replayable = method in _IDEMPOTENT_METHODS and not _streamed(body)
+        # sent once more, on a new connection (the methods aiohttp's client retries). Nothing else
+        # is ever sent twice.
+        replayable = method in IDEMPOTENT_METHODS and not _streamed(body)
         await self._slots.acquire()
         try:
             protocol, kept = await self._connection(reuse=True)
