@@ -33,7 +33,7 @@ from bench.summary import Target, table
 from gateway.audit import index
 from gateway.audit.events import canonical
 from gateway.audit.review import AuditQuery, search, verify
-from gateway.audit.writer import STREAM, AuditWriter
+from gateway.audit.writer import STREAM, AuditWriter, Queued, queued
 
 EVENTS_PER_SECOND_TARGET = 10_000
 CLIENTS = 16
@@ -114,7 +114,7 @@ async def _fill(client: aioredis.Redis, spool: Path, events: int) -> float:
     shape["id"], shape["seq"] = "@ID@", -1
     parts = canonical(shape).decode()
     started = time.perf_counter()
-    batch: list[tuple[dict[str, Any], bytes]] = []
+    batch: list[Queued] = []
     for n in range(events):
         subject = RARE_ACTOR if n in rare else f"user-{rnd.randrange(SEARCH_ACTORS)}"
         resource = f"experiment:{rnd.randrange(SEARCH_RESOURCES)}"
@@ -131,7 +131,7 @@ async def _fill(client: aioredis.Redis, spool: Path, events: int) -> float:
             "decisions": [{"resource": resource, "action": "edit"}],
             "action": "edit",
         }
-        batch.append((event, stored.encode()))
+        batch.append(queued(event, stored.encode()))
         if len(batch) == FILL_CHUNK:
             await writer.store(batch)
             batch = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -21,6 +21,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 
 READINESS_TIMEOUT = 2.0
+# Labelled series kept at hand per label values, at most this many (methods are the client's
+# to choose; past the bound a series is looked up each time, as prometheus_client does).
+MAX_KEPT_SERIES = 1024
 
 
 @dataclass
@@ -31,6 +34,28 @@ class Metrics:
     upstream_errors: Counter
     lookups: Counter
     request_io: Counter
+    # The series of each (route class, method, status) and of each I/O kind: prometheus_client's
+    # labels() validates and locks on every call, several microseconds on every request.
+    _answered: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
+    _io: dict[str, Any] = field(default_factory=dict)
+
+    def answered(self, route: str, method: str, status: int, seconds: float) -> None:
+        """A request answered: counted by route class, method and status; its time observed."""
+        series = self._answered.get((route, method, status))
+        if series is None:
+            series = (self.requests.labels(route, method, str(status)), self.latency.labels(route))
+            if len(self._answered) < MAX_KEPT_SERIES:
+                self._answered[route, method, status] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def request_made_io(self, kind: str, count: int) -> None:
+        series = self._io.get(kind)
+        if series is None:
+            series = self.request_io.labels(kind)
+            if len(self._io) < MAX_KEPT_SERIES:
+                self._io[kind] = series
+        series.inc(count)
 
     @classmethod
     def create(cls) -> Metrics:
@@ -144,12 +169,13 @@ def metrics_middleware(metrics: Metrics) -> Callable[..., Awaitable[web.StreamRe
             status = exc.status
             raise
         finally:
-            metrics.requests.labels(ctx.route_class, request.method, str(status)).inc()
-            metrics.latency.labels(ctx.route_class).observe(time.perf_counter() - ctx.started)
+            metrics.answered(
+                ctx.route_class, request.method, status, time.perf_counter() - ctx.started
+            )
             if ctx.upstream_error:
                 metrics.upstream_errors.labels(ctx.route_class, ctx.upstream_error).inc()
             for kind, count in ctx.io.items():
-                metrics.request_io.labels(kind).inc(count)
+                metrics.request_made_io(kind, count)
 
     return measure
 

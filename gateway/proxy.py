@@ -316,6 +316,11 @@ class MlflowProxy:
             await response.write_eof()
             return response
         try:
+            if upstream.content.is_eof():
+                # The whole answer came with its head (most API answers): one write, headers
+                # and body, with no read loop.
+                await response.write_eof(upstream.content.read_nowait())
+                return response
             async for chunk in upstream.content.iter_chunked(CHUNK_SIZE):
                 await response.write(chunk)
         except (TimeoutError, aiohttp.ClientError) as exc:

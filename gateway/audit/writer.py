@@ -105,8 +105,14 @@ TRIM_SETS = 1000
 # The script's KEYS before the index sets.
 FIXED_KEYS = 4
 
-# (the event, its stored form)
-Queued = tuple[dict[str, Any], bytes]
+# The event, its stored form, and the index sets it belongs to (found when it is queued, not
+# when its batch is packed: packing a batch holds the event loop, finding an event's sets does
+# not, after its request has been answered).
+Queued = tuple[dict[str, Any], bytes, list[str]]
+
+
+def queued(event: dict[str, Any], stored: bytes) -> Queued:
+    return event, stored, index.keys(event)
 
 
 def new_instance_id(kind: str = "gw") -> str:
@@ -160,7 +166,7 @@ class AuditWriter:
         stored = sealed(self._prev, event)
         self._prev = event["hash"]
         self._idle.clear()
-        self._queue.put_nowait((event, stored))
+        self._queue.put_nowait(queued(event, stored))
 
     @property
     def can_store(self) -> bool:
@@ -247,7 +253,7 @@ class AuditWriter:
             while end < len(batch) and batch[end][0]["instance"] == instance:
                 end += 1
             run = batch[start:end]
-            last = max(event["seq"] for event, _ in run)
+            last = max(event["seq"] for event, _, _ in run)
             keys, args = index_arguments(run)
             await self._add_batch(
                 keys=[STREAM, LAST_SEQ + instance, index.REGISTRY, index.FROM, *keys],
@@ -266,7 +272,7 @@ class AuditWriter:
         return sorted(self.spool_dir.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
 
     async def _spool(self, batch: list[Queued]) -> None:
-        data = b"".join(stored + b"\n" for _, stored in batch)
+        data = b"".join(stored + b"\n" for _, stored, _ in batch)
         async with self._spool_lock:
             if self.state.spooled_bytes + len(data) > self.spool_max_bytes:
                 self.state.dropped += len(batch)
@@ -314,7 +320,7 @@ class AuditWriter:
                 stored[instance] = int(raw) if raw else 0
             if event["seq"] <= stored[instance]:
                 continue  # already in Redis: a replay that stopped half way left it there
-            batch.append((event, line))
+            batch.append(queued(event, line))
             if len(batch) >= BATCH:
                 await self._xadd(batch)
                 sent += len(batch)
@@ -329,12 +335,14 @@ def index_arguments(run: list[Queued]) -> tuple[list[str], list[bytes]]:
     """The index sets of a run of events (to follow the script's fixed KEYS), and the script's
     two batch arguments: the stored forms one per line (a stored event is JSON on one line) and,
     line by line, each event's index sets as positions in the script's KEYS."""
-    keys: dict[str, int] = {}
+    keys: dict[str, str] = {}  # index set → its position in KEYS, as the script reads it
     lines: list[str] = []
-    for event, _ in run:
-        positions = [keys.setdefault(key, FIXED_KEYS + 1 + len(keys)) for key in index.keys(event)]
-        lines.append(" ".join(map(str, positions)))
-    return list(keys), [b"\n".join(stored for _, stored in run), "\n".join(lines).encode()]
+    for _, _, event_keys in run:
+        for key in event_keys:
+            if key not in keys:
+                keys[key] = str(FIXED_KEYS + 1 + len(keys))
+        lines.append(" ".join([keys[key] for key in event_keys]))
+    return list(keys), [b"\n".join(stored for _, stored, _ in run), "\n".join(lines).encode()]
 
 
 def _append_durably(path: Path, data: bytes) -> None:
@@ -346,7 +354,7 @@ def _append_durably(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _read_spool(path: Path) -> Iterator[Queued]:
+def _read_spool(path: Path) -> Iterator[tuple[dict[str, Any], bytes]]:
     with path.open("rb") as spool:
         for line in spool:
             if not line.endswith(b"\n"):
