@@ -40,6 +40,10 @@ def _streamed(body: Body) -> bool:
     return body is not None and not isinstance(body, bytes)
 
 
+class SwitchedProtocols(ClientOSError):
+    """MLflow answered 101: the gateway relays no other protocol (a 502 to the client)."""
+
+
 class UpstreamAnswer:
     """An answer whose head has arrived; its body is read from ``content``. ``release()`` gives
     the connection back for reuse when the exchange ended cleanly, and closes it otherwise."""
@@ -127,22 +131,22 @@ class UpstreamPool:
         replayable = method in IDEMPOTENT_METHODS and not _streamed(body)
         await self._slots.acquire()
         try:
-            protocol, kept = await self._connection(reuse=True)
-            try:
-                return await self._exchange(protocol, method, head, body, chunked)
-            except (ServerDisconnectedError, ClientOSError):
-                protocol.close()
-                if not (kept and replayable):
+            reuse = True
+            while True:
+                protocol, kept = await self._connection(reuse=reuse)
+                try:
+                    return await self._exchange(protocol, method, head, body, chunked)
+                except SwitchedProtocols:
+                    protocol.close()  # an answer, not a connection found closed
                     raise
-            except BaseException:
-                protocol.close()
-                raise
-            protocol, _ = await self._connection(reuse=False)
-            try:
-                return await self._exchange(protocol, method, head, body, chunked)
-            except BaseException:
-                protocol.close()
-                raise
+                except (ServerDisconnectedError, ClientOSError):
+                    protocol.close()
+                    if not (kept and replayable):
+                        raise
+                except BaseException:
+                    protocol.close()
+                    raise
+                reuse = False  # the second attempt is on a new connection: never a third
         except BaseException:
             self._slots.release()
             raise
@@ -233,7 +237,7 @@ class UpstreamPool:
                 sending.cancel()
             raise
         if message.code == 101:
-            raise ClientOSError("MLflow switched protocols; the gateway does not relay that")
+            raise SwitchedProtocols("MLflow switched protocols; the gateway does not relay that")
         return UpstreamAnswer(
             self, protocol, message.code, message.reason, message.headers, payload, sending
         )

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.audit.events import REVIEW_PARAMS
 from gateway.audit.writer import AuditWriter
+from gateway.authn.csrf import SAFE_METHODS
 from gateway.authn.principal import Principal
 from gateway.authz.canonical import Ambiguous, camel
 from gateway.authz.routes import RouteRule
@@ -25,7 +26,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # nothing and reveal nothing.
 UNAUDITED = PROBES
 UNAUDITED_PREFIX = STATIC
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # A search's filter names what it looked for (MLflow's FastAPI routes call it filter_string).
 SEARCH_PARAMS = ("filter", "filter_string")
 # Bounds on what a request event keeps of its parameters.

@@ -187,22 +187,38 @@ async def test_an_unreachable_upstream_is_a_connector_error() -> None:
     pool.close()
 
 
-async def test_a_header_with_a_line_break_is_never_written() -> None:
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("X-Bad", "a\r\nX-Injected: 1"),
+        ("X-Bad", "a\nX-Injected: 1"),
+        ("X-Bad", "a\rb"),
+        ("X-Bad", "a\0b"),
+        ("X-Bad\nX-Injected", "1"),
+    ],
+)
+async def test_a_header_with_a_line_break_is_never_written(name: str, value: str) -> None:
     async with Upstream() as upstream:
         pool = _pool(upstream.port)
         headers = _headers()
-        headers["X-Bad"] = "a\r\nX-Injected: 1"
+        headers[name] = value
         with pytest.raises(ValueError, match="line break"):
             await pool.request("GET", "/", headers, None)
         pool.close()
     assert upstream.peers == []
 
 
+SWITCHING_PROTOCOLS = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+)
+
+
 class OneAnswerServer:
     """A raw HTTP server that answers one request per connection and closes the connection,
     without a word, when a second request arrives on it (as a server does whose keep-alive ran
-    out as the request was on its way); ``/die`` is closed on without an answer at once. Records
-    every request it read, in order."""
+    out as the request was on its way); ``/die`` is closed on without an answer at once, and
+    ``/switch`` answered with 101 Switching Protocols wherever it comes. Records every request it
+    read, in order."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[int, str]] = []  # (connection number, request line)
@@ -227,6 +243,10 @@ class OneAnswerServer:
                 )
                 await reader.readexactly(length)
                 self.seen.append((number, lines[0]))
+                if " /switch " in lines[0]:
+                    writer.write(SWITCHING_PROTOCOLS)
+                    await writer.drain()
+                    return
                 if answered or " /die " in lines[0]:
                     return
                 text = lines[0].rsplit(" ", 1)[0].encode()
@@ -282,3 +302,14 @@ async def test_a_request_that_may_change_something_is_never_sent_twice() -> None
     assert requests.count("POST /create HTTP/1.1") == 1
     assert requests.count("PUT /upload HTTP/1.1") == 1
     assert requests.count("GET /die HTTP/1.1") == 1
+
+
+async def test_an_answer_switching_protocols_is_refused_and_not_asked_again() -> None:
+    """101 is an answer, not a connection found closed: the request is not sent a second time."""
+    async with OneAnswerServer() as upstream:
+        pool = _pool(upstream.port)
+        assert await _text(pool, "GET", "/one") == "GET /one"
+        with pytest.raises(aiohttp.ClientOSError, match="switched protocols"):
+            await _text(pool, "GET", "/switch")  # on the connection kept from /one
+        pool.close()
+    assert upstream.seen == [(1, "GET /one HTTP/1.1"), (1, "GET /switch HTTP/1.1")]
