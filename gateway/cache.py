@@ -16,6 +16,10 @@ class BoundedCache:
         self._max = max_entries
         self._ttl = ttl
 
+    def __len__(self) -> int:
+        """Entries held, some perhaps expired (each is dropped when next looked up)."""
+        return len(self._data)
+
     def get(self, key: str) -> Any:
         entry = self._data.get(key)
         if entry is None:

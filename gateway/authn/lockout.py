@@ -92,6 +92,8 @@ class Lockout:
             self._suspects.put(f"{kind}:{value}", True)
 
     def suspect(self, username: str | None, ip: str | None) -> bool:
+        if not self._suspects:
+            return False  # no client has failed lately: the common case, on every request
         return any(
             self._suspects.get(f"{kind}:{value}") for kind, value in self._subjects(username, ip)
         )

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 import secrets
@@ -76,7 +75,9 @@ class Remembered:
         self.hits = 0
 
     def digest(self, kind: str, *parts: str) -> bytes:
-        return hmac.new(self._key, "\0".join((kind, *parts)).encode(), hashlib.sha256).digest()
+        # Keyed BLAKE2b is a MAC (RFC 7693) at a third of HMAC-SHA256's cost, on every request.
+        message = "\0".join((kind, *parts)).encode()
+        return hashlib.blake2b(message, key=self._key, digest_size=32).digest()
 
     def get(self, key: bytes) -> Entry | None:
         if not self.enabled:
