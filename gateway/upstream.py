@@ -18,7 +18,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 
-from aiohttp import ClientConnectorError, ClientOSError, ServerDisconnectedError
+from aiohttp import ClientConnectorError, ClientError, ClientOSError, ServerDisconnectedError
 from aiohttp.client import IDEMPOTENT_METHODS
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.client_reqrep import ConnectionKey
@@ -40,8 +40,9 @@ def _streamed(body: Body) -> bool:
     return body is not None and not isinstance(body, bytes)
 
 
-class SwitchedProtocols(ClientOSError):
-    """MLflow answered 101: the gateway relays no other protocol (a 502 to the client)."""
+class SwitchedProtocols(ClientError):
+    """MLflow answered 101: the gateway relays no other protocol (a 502 to the client). An
+    answer, not a connection found closed: never a reason to send the request again."""
 
 
 class UpstreamAnswer:
@@ -136,9 +137,6 @@ class UpstreamPool:
                 protocol, kept = await self._connection(reuse=reuse)
                 try:
                     return await self._exchange(protocol, method, head, body, chunked)
-                except SwitchedProtocols:
-                    protocol.close()  # an answer, not a connection found closed
-                    raise
                 except (ServerDisconnectedError, ClientOSError):
                     protocol.close()
                     if not (kept and replayable):

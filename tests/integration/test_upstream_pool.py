@@ -17,7 +17,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.upstream import UpstreamPool
+from gateway.upstream import SwitchedProtocols, UpstreamPool
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -309,7 +309,7 @@ async def test_an_answer_switching_protocols_is_refused_and_not_asked_again() ->
     async with OneAnswerServer() as upstream:
         pool = _pool(upstream.port)
         assert await _text(pool, "GET", "/one") == "GET /one"
-        with pytest.raises(aiohttp.ClientOSError, match="switched protocols"):
+        with pytest.raises(SwitchedProtocols, match="switched protocols"):
             await _text(pool, "GET", "/switch")  # on the connection kept from /one
         pool.close()
     assert upstream.seen == [(1, "GET /one HTTP/1.1"), (1, "GET /switch HTTP/1.1")]

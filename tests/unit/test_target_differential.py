@@ -259,13 +259,8 @@ def test_ordinary_targets_pass_unchanged_in_meaning() -> None:
     assert parse_target(target.upstream) == target
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.text(max_size=12), st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8))))
-def test_the_target_written_anew_is_what_quoting_every_part_gives(
-    path: str, query: list[tuple[str, str]]
-) -> None:
-    """serialise() skips quote() for text it would leave unchanged: never for other text."""
-    quoted = urllib.parse.quote("/" + path, safe="/!$&'()*+,;=:@-._~")
+def _quoting_every_part(path: str, query: list[tuple[str, str]]) -> str:
+    quoted = urllib.parse.quote(path, safe="/!$&'()*+,;=:@-._~")
     if query:
         quoted += "?" + "&".join(
             urllib.parse.quote(k, safe="!$'()*,/:;@-._~")
@@ -273,4 +268,21 @@ def test_the_target_written_anew_is_what_quoting_every_part_gives(
             + urllib.parse.quote(v, safe="!$'()*,/:;@-._~")
             for k, v in query
         )
-    assert serialise("/" + path, tuple(query)) == quoted
+    return quoted
+
+
+@pytest.mark.parametrize(
+    "char", [chr(c) for c in range(0x100)] + ["\u00e9", "\u200b", "\U0001f600"]
+)
+def test_each_character_is_written_anew_as_quoting_writes_it(char: str) -> None:
+    """serialise() skips quote() for text it would leave unchanged: never for other text."""
+    query = [(char, char), ("k" + char, char + "v")]
+    assert serialise("/" + char, tuple(query)) == _quoting_every_part("/" + char, query)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=12), st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8))))
+def test_the_target_written_anew_is_what_quoting_every_part_gives(
+    path: str, query: list[tuple[str, str]]
+) -> None:
+    assert serialise("/" + path, tuple(query)) == _quoting_every_part("/" + path, query)
